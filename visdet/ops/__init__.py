@@ -1,0 +1,37 @@
+"""Pure tensor functions for detection: boxes, NMS, RoIAlign, anchors, box coding, matching.
+
+Depends on torch only. Names, arguments and results mirror torchvision.ops.
+"""
+
+from visdet.ops.anchors import AnchorGenerator, cell_anchors
+from visdet.ops.box_coder import BBOX_XFORM_CLIP, BoxCoder
+from visdet.ops.boxes import (
+    box_area,
+    box_convert,
+    box_iou,
+    clip_boxes_to_image,
+    generalized_box_iou,
+    remove_small_boxes,
+)
+from visdet.ops.matcher import Matcher
+from visdet.ops.nms import batched_nms, nms
+from visdet.ops.roi_align import roi_align
+from visdet.ops.sampler import BalancedPositiveNegativeSampler
+
+__all__ = [
+    "BBOX_XFORM_CLIP",
+    "AnchorGenerator",
+    "BalancedPositiveNegativeSampler",
+    "BoxCoder",
+    "Matcher",
+    "batched_nms",
+    "box_area",
+    "box_convert",
+    "box_iou",
+    "cell_anchors",
+    "clip_boxes_to_image",
+    "generalized_box_iou",
+    "nms",
+    "remove_small_boxes",
+    "roi_align",
+]
