@@ -1,0 +1,186 @@
+"""ResNet-18/34/50/101 (He et al. 2016) with torchvision's state-dict layout.
+
+Module names equal torchvision's ``resnet*`` (``conv1``, ``bn1``, ``layer1.0.conv1``, ...,
+``fc``), so a torchvision ImageNet checkpoint loads with ``strict=True``. Bottleneck blocks
+stride in the 3x3 convolution (ResNet v1.5), as torchvision does.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from visdet.models.backbones.frozen_batch_norm import FrozenBatchNorm2d
+
+_NORMS = {"bn": nn.BatchNorm2d, "frozen_bn": FrozenBatchNorm2d}
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, in_ch: int, ch: int, stride: int, norm: type[nn.Module],
+                 downsample: nn.Module | None) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, ch, 3, stride, 1, bias=False)
+        self.bn1 = norm(ch)
+        self.conv2 = nn.Conv2d(ch, ch, 3, 1, 1, bias=False)
+        self.bn2 = norm(ch)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, in_ch: int, ch: int, stride: int, norm: type[nn.Module],
+                 downsample: nn.Module | None) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, ch, 1, bias=False)
+        self.bn1 = norm(ch)
+        self.conv2 = nn.Conv2d(ch, ch, 3, stride, 1, bias=False)
+        self.bn2 = norm(ch)
+        self.conv3 = nn.Conv2d(ch, ch * 4, 1, bias=False)
+        self.bn3 = norm(ch * 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+ARCHITECTURES: dict[int, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, ...]]] = {
+    18: (BasicBlock, (2, 2, 2, 2)),
+    34: (BasicBlock, (3, 4, 6, 3)),
+    50: (Bottleneck, (3, 4, 6, 3)),
+    101: (Bottleneck, (3, 4, 23, 3)),
+}
+
+STAGE_NAMES = ("c2", "c3", "c4", "c5")  # outputs of layer1..layer4, strides 4..32
+
+
+class ResNet(nn.Module):
+    """ResNet trunk returning the selected stages.
+
+    Args:
+        depth: 18, 34, 50 or 101.
+        out_stages: which of ``"c2"``..``"c5"`` (outputs of layer1..layer4) forward returns.
+        frozen_stages: -1 trains everything; k >= 0 freezes the stem (conv1, bn1) and
+            layer1..layerk (no gradients; their BatchNorm stays in eval mode).
+        norm: ``"frozen_bn"`` (FrozenBatchNorm2d, the detection default) or ``"bn"``.
+        num_classes: if given, adds torchvision's ``avgpool`` + ``fc`` classifier and forward
+            also returns ``"logits"``; keep 1000 to load an ImageNet checkpoint strictly.
+        zero_init_residual: zero the last BN weight of each block (torchvision option).
+    """
+
+    def __init__(
+        self,
+        depth: int = 50,
+        out_stages: Sequence[str] = STAGE_NAMES,
+        frozen_stages: int = -1,
+        norm: str = "bn",
+        num_classes: int | None = None,
+        zero_init_residual: bool = False,
+    ) -> None:
+        super().__init__()
+        if depth not in ARCHITECTURES:
+            raise ValueError(f"depth must be one of {sorted(ARCHITECTURES)}, got {depth!r}")
+        if norm not in _NORMS:
+            raise ValueError(f"norm must be one of {sorted(_NORMS)}, got {norm!r}")
+        bad = [s for s in out_stages if s not in STAGE_NAMES]
+        if bad or not out_stages:
+            raise ValueError(f"out_stages must be a non-empty subset of {STAGE_NAMES}, got "
+                             f"{list(out_stages)}")
+        if not -1 <= frozen_stages <= 4:
+            raise ValueError(f"frozen_stages must be in [-1, 4], got {frozen_stages}")
+        block, counts = ARCHITECTURES[depth]
+        norm_layer = _NORMS[norm]
+        self.depth = depth
+        self.out_stages = tuple(s for s in STAGE_NAMES if s in out_stages)
+        self.frozen_stages = frozen_stages
+
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = norm_layer(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        in_ch = 64
+        self.out_channels: dict[str, int] = {}
+        self.strides: dict[str, int] = {}
+        for i, (count, width) in enumerate(zip(counts, (64, 128, 256, 512), strict=True)):
+            stride = 1 if i == 0 else 2
+            downsample = None
+            if stride != 1 or in_ch != width * block.expansion:
+                downsample = nn.Sequential(
+                    nn.Conv2d(in_ch, width * block.expansion, 1, stride, bias=False),
+                    norm_layer(width * block.expansion),
+                )
+            blocks = [block(in_ch, width, stride, norm_layer, downsample)]
+            in_ch = width * block.expansion
+            blocks += [block(in_ch, width, 1, norm_layer, None) for _ in range(count - 1)]
+            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+            self.out_channels[STAGE_NAMES[i]] = in_ch
+            self.strides[STAGE_NAMES[i]] = 4 * 2**i
+        self.num_classes = num_classes
+        if num_classes is not None:
+            self.avgpool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(in_ch, num_classes)
+        self._init_weights(zero_init_residual)
+        self._freeze()
+
+    def _init_weights(self, zero_init_residual: bool) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if zero_init_residual:
+            for m in self.modules():
+                last_bn = m.bn3 if isinstance(m, Bottleneck) else getattr(m, "bn2", None)
+                if isinstance(m, (BasicBlock, Bottleneck)) and isinstance(last_bn, nn.BatchNorm2d):
+                    nn.init.zeros_(last_bn.weight)
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        if self.frozen_stages < 0:
+            return []
+        mods: list[nn.Module] = [self.conv1, self.bn1]
+        return mods + [getattr(self, f"layer{i}") for i in range(1, self.frozen_stages + 1)]
+
+    def _freeze(self) -> None:
+        for m in self._frozen_modules():
+            for p in m.parameters():
+                p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> ResNet:
+        super().train(mode)
+        for m in self._frozen_modules():
+            m.eval()  # frozen stages keep their BatchNorm statistics
+        return self
+
+    def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
+        """x: [B, 3, H, W] -> OrderedDict of the selected stages (+ ``logits`` [B, classes])."""
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"ResNet input must be [B, 3, H, W], got {list(x.shape)}")
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        out: OrderedDict[str, Tensor] = OrderedDict()
+        last = STAGE_NAMES[-1] if self.num_classes is not None else self.out_stages[-1]
+        for i, name in enumerate(STAGE_NAMES):
+            x = getattr(self, f"layer{i + 1}")(x)
+            if name in self.out_stages:
+                out[name] = x
+            if name == last:
+                break
+        if self.num_classes is not None:
+            out["logits"] = self.fc(self.avgpool(x).flatten(1))
+        return out

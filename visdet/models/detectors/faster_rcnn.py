@@ -1,0 +1,110 @@
+"""Faster R-CNN (Ren et al. 2015) with a ResNet-FPN backbone, assembled from plain modules."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from visdet.models.backbones.resnet import ResNet
+from visdet.models.detectors.inputs import as_image_list, check_targets
+from visdet.models.detectors.transform import DetectionTransform
+from visdet.models.heads.multiscale_roi_align import MultiScaleRoIAlign
+from visdet.models.heads.roi_heads import FastRCNNPredictor, RoIHeads, TwoMLPHead
+from visdet.models.heads.rpn import RPN, RPNHead
+from visdet.models.necks.fpn import FPN
+from visdet.ops import AnchorGenerator
+
+
+class FasterRCNN(nn.Module):
+    """Backbone -> neck -> RPN -> RoI heads, with input transform and output mapping.
+
+    ``model(images, targets=None)``: images are a list of Tensor[3, H, W] (sizes may differ)
+    or a Tensor[B, 3, H, W], RGB floats in [0, 1]; targets (training) are one dict per image
+    with ``boxes`` float [N, 4] xyxy in that image's pixels and ``labels`` int64 [N] in
+    1..num_classes. Training mode returns a dict of scalar losses (``loss_rpn_cls``,
+    ``loss_rpn_box``, ``loss_cls``, ``loss_box``); eval mode returns one dict per image with
+    ``boxes`` [D, 4] in the input image's pixels, ``scores`` [D] and ``labels`` [D].
+
+    Args:
+        backbone: returns a dict of feature maps.
+        neck: maps backbone features to the pyramid the heads use (e.g. FPN).
+        rpn: the region proposal network.
+        roi_heads: the box head.
+        transform: normalisation, resizing and padding.
+    """
+
+    def __init__(self, backbone: nn.Module, neck: nn.Module, rpn: RPN, roi_heads: RoIHeads,
+                 transform: DetectionTransform) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.neck = neck
+        self.rpn = rpn
+        self.roi_heads = roi_heads
+        self.transform = transform
+        self.num_classes = roi_heads.num_classes
+
+    def forward(self, images: Tensor | list[Tensor],
+                targets: list[dict[str, Tensor]] | None = None):
+        images = as_image_list(images)
+        if self.training:
+            if targets is None:
+                raise ValueError("targets are required in training mode (one dict per image)")
+            check_targets(targets, len(images), self.num_classes)
+        original_sizes = [(int(i.shape[-2]), int(i.shape[-1])) for i in images]
+        batch, sizes, targets = self.transform(images, targets if self.training else None)
+        padded = (int(batch.shape[-2]), int(batch.shape[-1]))
+        features = self.neck(self.backbone(batch))
+        gt_boxes = [t["boxes"] for t in targets] if targets is not None else None
+        proposals, rpn_losses = self.rpn(list(features.values()), sizes, padded, gt_boxes)
+        detections, roi_losses = self.roi_heads(features, proposals, sizes, padded, targets)
+        if self.training:
+            return {**rpn_losses, **roi_losses}
+        return self.transform.postprocess(detections, sizes, original_sizes)
+
+
+def faster_rcnn_resnet_fpn(
+    num_classes: int,
+    depth: int = 50,
+    frozen_stages: int = 1,
+    norm: str = "frozen_bn",
+    fpn_channels: int = 256,
+    min_size: int | Sequence[int] = 800,
+    max_size: int = 1333,
+    anchor_sizes: Sequence[Sequence[float]] = ((32,), (64,), (128,), (256,), (512,)),
+    aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
+    rpn_pre_nms_top_n_train: int = 2000,
+    rpn_pre_nms_top_n_test: int = 1000,
+    rpn_post_nms_top_n_train: int = 2000,
+    rpn_post_nms_top_n_test: int = 1000,
+    rpn_batch_size_per_image: int = 256,
+    box_batch_size_per_image: int = 512,
+    box_score_thresh: float = 0.05,
+    box_nms_thresh: float = 0.5,
+    box_detections_per_img: int = 100,
+    representation_size: int = 1024,
+) -> FasterRCNN:
+    """Faster R-CNN with a ResNet-``depth`` + FPN backbone and torchvision's defaults.
+
+    ``num_classes`` counts object classes only (background excluded). ``frozen_stages=1``
+    freezes the stem and layer1 (torchvision's ``trainable_layers=3``).
+    """
+    backbone = ResNet(depth=depth, frozen_stages=frozen_stages, norm=norm)
+    neck = FPN([backbone.out_channels[s] for s in ("c2", "c3", "c4", "c5")], fpn_channels,
+               extra_blocks="maxpool")
+    anchors = AnchorGenerator(anchor_sizes, aspect_ratios)
+    rpn = RPN(
+        RPNHead(fpn_channels, anchors.num_anchors_per_location()[0]), anchors,
+        batch_size_per_image=rpn_batch_size_per_image,
+        pre_nms_top_n_train=rpn_pre_nms_top_n_train, pre_nms_top_n_test=rpn_pre_nms_top_n_test,
+        post_nms_top_n_train=rpn_post_nms_top_n_train,
+        post_nms_top_n_test=rpn_post_nms_top_n_test,
+    )
+    roi_heads = RoIHeads(
+        MultiScaleRoIAlign(("p2", "p3", "p4", "p5"), 7, 2),
+        TwoMLPHead(fpn_channels * 7 * 7, representation_size),
+        FastRCNNPredictor(representation_size, num_classes),
+        batch_size_per_image=box_batch_size_per_image, score_thresh=box_score_thresh,
+        nms_thresh=box_nms_thresh, detections_per_img=box_detections_per_img,
+    )
+    return FasterRCNN(backbone, neck, rpn, roi_heads, DetectionTransform(min_size, max_size))

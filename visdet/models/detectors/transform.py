@@ -1,0 +1,87 @@
+"""Detector input transform: normalise, resize, batch with padding; map boxes back."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class DetectionTransform(nn.Module):
+    """Images [3, H, W] in [0, 1] -> one normalised, padded batch [B, 3, Hp, Wp].
+
+    Each image is resized (bilinear) by ``min(min_size / short side, max_size / long side)``;
+    in training ``min_size`` may list several sizes, one chosen at random per image (the last
+    is used in eval). The batch is zero-padded at the bottom/right to a multiple of
+    ``size_divisible``. Target boxes are scaled with their image; ``postprocess`` maps
+    predicted boxes back to each input image's pixels.
+    """
+
+    def __init__(
+        self,
+        min_size: int | Sequence[int] = 800,
+        max_size: int = 1333,
+        image_mean: Sequence[float] = IMAGENET_MEAN,
+        image_std: Sequence[float] = IMAGENET_STD,
+        size_divisible: int = 32,
+    ) -> None:
+        super().__init__()
+        self.min_size = (min_size,) if isinstance(min_size, int) else tuple(min_size)
+        if not self.min_size or any(s < 1 for s in self.min_size) or max_size < 1:
+            raise ValueError(f"min_size and max_size must be positive, got {min_size}, {max_size}")
+        if len(image_mean) != 3 or len(image_std) != 3 or any(s <= 0 for s in image_std):
+            raise ValueError(f"image_mean/image_std need 3 values (std > 0), got {image_mean}, "
+                             f"{image_std}")
+        self.max_size = max_size
+        self.size_divisible = size_divisible
+        self.register_buffer("mean", torch.tensor(image_mean).view(3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(image_std).view(3, 1, 1), persistent=False)
+
+    def _target_min_size(self) -> int:
+        return random.choice(self.min_size) if self.training else self.min_size[-1]
+
+    def resize(self, image: Tensor) -> Tensor:
+        h, w = image.shape[-2:]
+        min_size = self._target_min_size()
+        scale = min(min_size / min(h, w), self.max_size / max(h, w))
+        return F.interpolate(image[None], scale_factor=scale, mode="bilinear",
+                             recompute_scale_factor=True, align_corners=False)[0]
+
+    def forward(
+        self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
+    ) -> tuple[Tensor, list[tuple[int, int]], list[dict[str, Tensor]] | None]:
+        """Returns (batch [B, 3, Hp, Wp], per-image resized (h, w), scaled targets)."""
+        resized, sizes, out_targets = [], [], [] if targets is not None else None
+        for i, img in enumerate(images):
+            img = (img - self.mean.to(img)) / self.std.to(img)
+            new = self.resize(img)
+            resized.append(new)
+            sizes.append((int(new.shape[-2]), int(new.shape[-1])))
+            if targets is not None:
+                t = dict(targets[i])
+                ry, rx = new.shape[-2] / img.shape[-2], new.shape[-1] / img.shape[-1]
+                t["boxes"] = t["boxes"] * t["boxes"].new_tensor([rx, ry, rx, ry])
+                out_targets.append(t)
+        d = self.size_divisible
+        ph = int(math.ceil(max(s[0] for s in sizes) / d) * d)
+        pw = int(math.ceil(max(s[1] for s in sizes) / d) * d)
+        batch = resized[0].new_zeros(len(resized), 3, ph, pw)
+        for b, img in enumerate(resized):
+            batch[b, :, : img.shape[1], : img.shape[2]] = img
+        return batch, sizes, out_targets
+
+    @staticmethod
+    def postprocess(results: list[dict[str, Tensor]], resized_sizes: list[tuple[int, int]],
+                    original_sizes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
+        """Scale each result's boxes from the resized image to the original image."""
+        for res, (rh, rw), (oh, ow) in zip(results, resized_sizes, original_sizes, strict=True):
+            sx, sy = ow / rw, oh / rh
+            res["boxes"] = res["boxes"] * res["boxes"].new_tensor([sx, sy, sx, sy])
+        return results

@@ -1,0 +1,180 @@
+"""Fast R-CNN RoI head: pooled features -> two FC layers -> class scores and box deltas."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from visdet.models.heads.multiscale_roi_align import MultiScaleRoIAlign
+from visdet.ops import (
+    BalancedPositiveNegativeSampler,
+    BoxCoder,
+    Matcher,
+    batched_nms,
+    box_iou,
+    clip_boxes_to_image,
+    remove_small_boxes,
+)
+
+
+class TwoMLPHead(nn.Module):
+    """Flatten, then fc6 and fc7, each followed by ReLU."""
+
+    def __init__(self, in_channels: int = 256 * 7 * 7, representation_size: int = 1024) -> None:
+        super().__init__()
+        self.fc6 = nn.Linear(in_channels, representation_size)
+        self.fc7 = nn.Linear(representation_size, representation_size)
+        self.out_channels = representation_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: [K, C, h, w] -> [K, representation_size]."""
+        return F.relu(self.fc7(F.relu(self.fc6(x.flatten(1)))))
+
+
+class FastRCNNPredictor(nn.Module):
+    """Class logits over ``num_classes + 1`` (index 0 = background) and class-specific deltas.
+
+    Args:
+        in_channels: feature size from the box head.
+        num_classes: number of object classes, background excluded.
+    """
+
+    def __init__(self, in_channels: int = 1024, num_classes: int = 80) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1 (background excluded), got {num_classes}")
+        self.num_classes = num_classes
+        self.cls_score = nn.Linear(in_channels, num_classes + 1)
+        self.bbox_pred = nn.Linear(in_channels, (num_classes + 1) * 4)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x: [K, D] -> logits [K, num_classes + 1], deltas [K, 4 * (num_classes + 1)]."""
+        return self.cls_score(x), self.bbox_pred(x)
+
+
+class RoIHeads(nn.Module):
+    """Sample proposals, pool them, classify and refine; losses in training, detections in eval.
+
+    Args:
+        box_roi_pool: the multi-scale RoIAlign.
+        box_head: pooled features -> vectors.
+        box_predictor: vectors -> class logits and deltas.
+        fg_iou_thresh / bg_iou_thresh: proposal IoU for foreground / below which background.
+        batch_size_per_image, positive_fraction: proposals sampled per image for the loss.
+        bbox_reg_weights: box coder weights (10, 10, 5, 5).
+        score_thresh: minimum class probability of a detection.
+        nms_thresh: per-class NMS IoU threshold.
+        detections_per_img: detections kept per image (highest scores).
+        min_size: minimum detection side in pixels.
+    """
+
+    def __init__(
+        self,
+        box_roi_pool: MultiScaleRoIAlign,
+        box_head: nn.Module,
+        box_predictor: FastRCNNPredictor,
+        fg_iou_thresh: float = 0.5,
+        bg_iou_thresh: float = 0.5,
+        batch_size_per_image: int = 512,
+        positive_fraction: float = 0.25,
+        bbox_reg_weights: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0),
+        score_thresh: float = 0.05,
+        nms_thresh: float = 0.5,
+        detections_per_img: int = 100,
+        min_size: float = 1e-2,
+    ) -> None:
+        super().__init__()
+        self.box_roi_pool = box_roi_pool
+        self.box_head = box_head
+        self.box_predictor = box_predictor
+        self.num_classes = box_predictor.num_classes
+        self.matcher = Matcher(fg_iou_thresh, bg_iou_thresh, allow_low_quality_matches=False)
+        self.sampler = BalancedPositiveNegativeSampler(batch_size_per_image, positive_fraction)
+        self.box_coder = BoxCoder(tuple(bbox_reg_weights))
+        self.score_thresh = score_thresh
+        self.nms_thresh = nms_thresh
+        self.detections_per_img = detections_per_img
+        self.min_size = min_size
+
+    def sample_proposals(
+        self, proposals: list[Tensor], targets: list[dict[str, Tensor]]
+    ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """Add the gt boxes to the proposals, label them and sample a training batch.
+
+        Returns per image: sampled proposals [S, 4], labels [S] (0 = background) and
+        regression targets [S, 4]."""
+        out_props, out_labels, out_targets = [], [], []
+        for props, tgt in zip(proposals, targets, strict=True):
+            gt_boxes, gt_labels = tgt["boxes"].to(props.dtype), tgt["labels"]
+            props = torch.cat([props, gt_boxes])
+            if gt_boxes.numel() == 0:
+                labels = torch.zeros(props.shape[0], dtype=torch.int64, device=props.device)
+                matched = torch.zeros_like(props)
+            else:
+                idx = self.matcher(box_iou(gt_boxes, props))
+                labels = gt_labels[idx.clamp(min=0)].clone()
+                labels[idx == Matcher.BELOW_LOW_THRESHOLD] = 0
+                labels[idx == Matcher.BETWEEN_THRESHOLDS] = -1
+                matched = gt_boxes[idx.clamp(min=0)]
+            pos, neg = self.sampler([labels])
+            keep = torch.nonzero(pos[0] | neg[0]).squeeze(1)
+            out_props.append(props[keep])
+            out_labels.append(labels[keep])
+            targets_k = torch.zeros_like(props[keep])
+            fg = labels[keep] > 0
+            if fg.any():
+                targets_k[fg] = self.box_coder.encode(matched[keep][fg], props[keep][fg])
+            out_targets.append(targets_k)
+        return out_props, out_labels, out_targets
+
+    def losses(self, logits: Tensor, deltas: Tensor, labels: Tensor,
+               targets: Tensor) -> dict[str, Tensor]:
+        """Cross-entropy over sampled RoIs; smooth-L1 (beta 1/9) on the gt-class deltas of
+        foreground RoIs, summed and divided by the number of sampled RoIs."""
+        loss_cls = F.cross_entropy(logits, labels)
+        fg = torch.nonzero(labels > 0).squeeze(1)
+        deltas = deltas.view(deltas.shape[0], -1, 4)[fg, labels[fg]]
+        loss_box = F.smooth_l1_loss(deltas, targets[fg], beta=1 / 9, reduction="sum")
+        return {"loss_cls": loss_cls, "loss_box": loss_box / max(1, labels.numel())}
+
+    def postprocess(self, logits: Tensor, deltas: Tensor, proposals: list[Tensor],
+                    image_sizes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
+        """Per image: decode class-specific boxes, drop background and low scores, per-class
+        NMS, keep the top ``detections_per_img``."""
+        counts = [len(p) for p in proposals]
+        boxes = self.box_coder.decode(deltas, torch.cat(proposals)).view(sum(counts), -1, 4)
+        scores = F.softmax(logits, -1)
+        results = []
+        for bx, sc, (h, w) in zip(boxes.split(counts), scores.split(counts), image_sizes,
+                                  strict=True):
+            bx = clip_boxes_to_image(bx, (h, w))[:, 1:].reshape(-1, 4)
+            labels = torch.arange(1, sc.shape[1], device=sc.device).repeat(sc.shape[0])
+            sc = sc[:, 1:].reshape(-1)
+            keep = torch.nonzero(sc > self.score_thresh).squeeze(1)
+            bx, sc, labels = bx[keep], sc[keep], labels[keep]
+            keep = remove_small_boxes(bx, self.min_size)
+            bx, sc, labels = bx[keep], sc[keep], labels[keep]
+            keep = batched_nms(bx, sc, labels, self.nms_thresh)[: self.detections_per_img]
+            results.append({"boxes": bx[keep], "scores": sc[keep], "labels": labels[keep]})
+        return results
+
+    def forward(
+        self,
+        features: dict[str, Tensor],
+        proposals: list[Tensor],
+        image_sizes: list[tuple[int, int]],
+        padded_size: tuple[int, int],
+        targets: list[dict[str, Tensor]] | None = None,
+    ) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
+        """Training: (empty list, losses). Eval: (per-image detections in padded-image
+        pixels, empty dict)."""
+        if self.training:
+            if targets is None:
+                raise ValueError("RoIHeads needs targets in training mode")
+            proposals, labels, reg_targets = self.sample_proposals(proposals, targets)
+        pooled = self.box_roi_pool(features, proposals, padded_size)
+        logits, deltas = self.box_predictor(self.box_head(pooled))
+        if self.training:
+            return [], self.losses(logits, deltas, torch.cat(labels), torch.cat(reg_targets))
+        return self.postprocess(logits, deltas, proposals, image_sizes), {}

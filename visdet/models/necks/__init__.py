@@ -1,0 +1,3 @@
+from visdet.models.necks.fpn import FPN
+
+__all__ = ["FPN"]
