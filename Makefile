@@ -36,7 +36,7 @@ bench: $(STAMP)
 # The main training job arrives with the training stack (issue 3); until then `make train`
 # runs the core detector on a built-in smoke batch so the command exists and works.
 train: $(STAMP)
-	$(PY) -m visdet.models.smoke
+	$(PY) -m visdet.demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

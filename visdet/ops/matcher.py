@@ -14,7 +14,9 @@ class Matcher:
     ``low_threshold``, or ``BETWEEN_THRESHOLDS`` (-2, ignored) when it lies in
     [low_threshold, high_threshold). With ``allow_low_quality_matches`` every ground truth
     also keeps the predictions that overlap it best (ties included), even below the
-    thresholds, so no ground truth is left without a match.
+    thresholds, so no ground truth is left without a match; a ground truth that overlaps no
+    prediction at all (best IoU 0) has no such match (torchvision would tie it with every
+    prediction and mark them all foreground).
     """
 
     BELOW_LOW_THRESHOLD = -1
@@ -47,6 +49,7 @@ class Matcher:
         matches[between] = self.BETWEEN_THRESHOLDS
         if self.allow_low_quality_matches:
             best_per_gt = quality.max(dim=1, keepdim=True).values
-            _, pred_idx = torch.nonzero(quality == best_per_gt, as_tuple=True)
+            # a ground truth that overlaps nothing (best 0) would tie with every prediction
+            _, pred_idx = torch.nonzero((quality == best_per_gt) & (best_per_gt > 0), as_tuple=True)
             matches[pred_idx] = all_matches[pred_idx]
         return matches
