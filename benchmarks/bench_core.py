@@ -30,8 +30,11 @@ except Exception:  # noqa: BLE001 - any import failure just means "not available
 
 NMS_REFERENCE_MS = {1000: 4.7, 2000: 12.6, 6000: 118.0}
 ROI_ALIGN_REFERENCE_MS = 830.0
-DETECTOR_REFERENCE_S = {("R50", 320, "train"): 1.4, ("R50", 320, "infer"): 0.46,
-                        ("R50", 512, "infer"): 6.3}
+DETECTOR_REFERENCE_S = {
+    ("R50", 320, "train"): 1.4,
+    ("R50", 320, "infer"): 0.46,
+    ("R50", 512, "infer"): 6.3,
+}
 
 
 def timeit(fn: Callable[[], object], repeats: int, warmup: int = 1) -> tuple[float, float]:
@@ -75,16 +78,38 @@ def bench_nms(repeats: int) -> None:
             assert torch.equal(torchvision.ops.nms(boxes, scores, 0.7), nms(boxes, scores, 0.7))
         else:
             ref_ms, label = NMS_REFERENCE_MS.get(n, float("nan")), "stored"
-        print(row([f"{n} boxes ({label})", str(kept), f"{med * 1e3:.1f}", f"{iqr * 1e3:.1f}",
-                   f"{ref_ms:.1f}", f"{med * 1e3 / ref_ms:.2f}"], widths))
+        print(
+            row(
+                [
+                    f"{n} boxes ({label})",
+                    str(kept),
+                    f"{med * 1e3:.1f}",
+                    f"{iqr * 1e3:.1f}",
+                    f"{ref_ms:.1f}",
+                    f"{med * 1e3 / ref_ms:.2f}",
+                ],
+                widths,
+            )
+        )
     # RPN-like input: boxes jittered around a few objects, so most are suppressed
     centres = random_boxes(20, gen)
     boxes = centres.repeat(300, 1) + torch.randn(6000, 4, generator=gen) * 8
     boxes[:, 2:] = torch.maximum(boxes[:, 2:], boxes[:, :2] + 1)
     scores = torch.rand(6000, generator=gen)
     med, iqr = timeit(lambda: nms(boxes, scores, 0.7), repeats)
-    print(row(["6000 clustered", str(len(nms(boxes, scores, 0.7))), f"{med * 1e3:.1f}",
-               f"{iqr * 1e3:.1f}", "-", "-"], widths))
+    print(
+        row(
+            [
+                "6000 clustered",
+                str(len(nms(boxes, scores, 0.7))),
+                f"{med * 1e3:.1f}",
+                f"{iqr * 1e3:.1f}",
+                "-",
+                "-",
+            ],
+            widths,
+        )
+    )
 
 
 def bench_roi_align(repeats: int) -> None:
@@ -107,8 +132,18 @@ def bench_roi_align(repeats: int) -> None:
         ref_ms, label = ref * 1e3, "tv now"
     else:
         ref_ms, label = ROI_ALIGN_REFERENCE_MS, "stored"
-    print(row([f"fwd+bwd ({label})", f"{med * 1e3:.0f}", f"{iqr * 1e3:.0f}", f"{ref_ms:.0f}",
-               f"{med * 1e3 / ref_ms:.2f}"], widths))
+    print(
+        row(
+            [
+                f"fwd+bwd ({label})",
+                f"{med * 1e3:.0f}",
+                f"{iqr * 1e3:.0f}",
+                f"{ref_ms:.0f}",
+                f"{med * 1e3 / ref_ms:.2f}",
+            ],
+            widths,
+        )
+    )
 
 
 class PartTimer:
@@ -141,15 +176,25 @@ def bench_detectors(repeats: int, sizes: list[int], depths: list[int]) -> None:
         for size in sizes:
             torch.manual_seed(0)
             model = faster_rcnn_resnet_fpn(80, depth=depth, min_size=size, max_size=size * 2)
-            timer = PartTimer({"backbone": model.backbone, "neck": model.neck, "rpn": model.rpn,
-                               "roi": model.roi_heads})
+            timer = PartTimer(
+                {
+                    "backbone": model.backbone,
+                    "neck": model.neck,
+                    "rpn": model.rpn,
+                    "roi": model.roi_heads,
+                }
+            )
             images = [torch.rand(3, size, size, generator=gen) for _ in range(2)]
             targets = []
             for _ in range(2):
                 xy = torch.rand(5, 2, generator=gen) * size * 0.6
                 wh = torch.rand(5, 2, generator=gen) * size * 0.3 + 16
-                targets.append({"boxes": torch.cat([xy, xy + wh], 1),
-                                "labels": torch.randint(1, 81, (5,), generator=gen)})
+                targets.append(
+                    {
+                        "boxes": torch.cat([xy, xy + wh], 1),
+                        "labels": torch.randint(1, 81, (5,), generator=gen),
+                    }
+                )
 
             def train_step(m=model, im=images, tg=targets):
                 m.train()
@@ -168,18 +213,28 @@ def bench_detectors(repeats: int, sizes: list[int], depths: list[int]) -> None:
                 ref = DETECTOR_REFERENCE_S.get((f"R{depth}", size, mode))
                 if torchvision is not None and depth == 50:
                     ref = time_torchvision_detector(mode, size, images, targets, repeats)
-                print(row([f"R{depth} {size}x{size} {mode}", f"{med:.3f}", f"{iqr:.3f}",
-                           *(f"{parts[k]:.3f}" for k in ("backbone", "neck", "rpn", "roi")),
-                           f"{med - sum(parts.values()):.3f}",
-                           "-" if ref is None else f"{ref:.3f}"], widths))
+                print(
+                    row(
+                        [
+                            f"R{depth} {size}x{size} {mode}",
+                            f"{med:.3f}",
+                            f"{iqr:.3f}",
+                            *(f"{parts[k]:.3f}" for k in ("backbone", "neck", "rpn", "roi")),
+                            f"{med - sum(parts.values()):.3f}",
+                            "-" if ref is None else f"{ref:.3f}",
+                        ],
+                        widths,
+                    )
+                )
 
 
 def time_torchvision_detector(mode, size, images, targets, repeats) -> float:
     from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
     torch.manual_seed(0)
-    m = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=81,
-                                min_size=size, max_size=size * 2)
+    m = fasterrcnn_resnet50_fpn(
+        weights=None, weights_backbone=None, num_classes=81, min_size=size, max_size=size * 2
+    )
     if mode == "train":
         m.train()
         return timeit(lambda: sum(m(images, targets).values()).backward(), repeats)[0]
@@ -194,8 +249,12 @@ def time_torchvision_detector(mode, size, images, targets, repeats) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="visdet core benchmark")
-    parser.add_argument("--only", choices=("nms", "roi_align", "detector"), action="append",
-                        help="run only these parts (repeatable); default all")
+    parser.add_argument(
+        "--only",
+        choices=("nms", "roi_align", "detector"),
+        action="append",
+        help="run only these parts (repeatable); default all",
+    )
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per case (>= 1)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[320, 512])
     parser.add_argument("--depths", type=int, nargs="+", default=[18, 50])
@@ -203,8 +262,10 @@ def main() -> None:
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
     only = set(args.only or ("nms", "roi_align", "detector"))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"torchvision {'not available' if torchvision is None else torchvision.__version__}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"torchvision {'not available' if torchvision is None else torchvision.__version__}"
+    )
     if "nms" in only:
         bench_nms(args.repeats)
     if "roi_align" in only:

@@ -26,14 +26,18 @@ def synthetic_image(gen: torch.Generator, size: int = 128) -> tuple[torch.Tensor
     boxes, labels = [], []
     for _ in range(int(torch.randint(1, 4, (1,), generator=gen))):
         w, h = (torch.randint(size // 6, size // 2, (2,), generator=gen)).tolist()
-        x, y = int(torch.randint(0, size - w, (1,), generator=gen)), int(
-            torch.randint(0, size - h, (1,), generator=gen))
+        x, y = (
+            int(torch.randint(0, size - w, (1,), generator=gen)),
+            int(torch.randint(0, size - h, (1,), generator=gen)),
+        )
         cls = int(torch.randint(0, 3, (1,), generator=gen))
-        img[:, y:y + h, x:x + w] = COLOURS[cls][:, None, None]
+        img[:, y : y + h, x : x + w] = COLOURS[cls][:, None, None]
         boxes.append([x, y, x + w, y + h])
         labels.append(cls + 1)
-    return img, {"boxes": torch.tensor(boxes, dtype=torch.float32),
-                 "labels": torch.tensor(labels, dtype=torch.int64)}
+    return img, {
+        "boxes": torch.tensor(boxes, dtype=torch.float32),
+        "labels": torch.tensor(labels, dtype=torch.int64),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -50,9 +54,18 @@ def main(argv: list[str] | None = None) -> None:
     gen = torch.Generator().manual_seed(args.seed)
     data = [synthetic_image(gen) for _ in range(8)]
     model = faster_rcnn_resnet_fpn(
-        3, depth=args.depth, norm="bn", frozen_stages=-1, min_size=128, max_size=128,
-        fpn_channels=64, representation_size=256, rpn_pre_nms_top_n_train=500,
-        rpn_post_nms_top_n_train=200, rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=100,
+        3,
+        depth=args.depth,
+        norm="bn",
+        frozen_stages=-1,
+        min_size=128,
+        max_size=128,
+        fpn_channels=64,
+        representation_size=256,
+        rpn_pre_nms_top_n_train=500,
+        rpn_post_nms_top_n_train=200,
+        rpn_pre_nms_top_n_test=300,
+        rpn_post_nms_top_n_test=100,
         box_batch_size_per_image=128,
     )
     params = [p for p in model.parameters() if p.requires_grad]
@@ -75,12 +88,21 @@ def main(argv: list[str] | None = None) -> None:
     img, tgt = data[0]
     with torch.no_grad():
         det = model([img])[0]
-    print(f"trained {args.steps} steps in {elapsed:.1f}s "
-          f"({elapsed / args.steps:.2f}s/step, ResNet-{args.depth} FPN, 2 images of 128x128)")
-    print("ground truth:", [(int(lab), [round(v) for v in b.tolist()])
-                            for b, lab in zip(tgt["boxes"], tgt["labels"], strict=True)])
-    top = [(int(lab), round(float(s), 2), [round(v) for v in b.tolist()])
-           for b, s, lab in zip(det["boxes"][:5], det["scores"][:5], det["labels"][:5], strict=True)]
+    print(
+        f"trained {args.steps} steps in {elapsed:.1f}s "
+        f"({elapsed / args.steps:.2f}s/step, ResNet-{args.depth} FPN, 2 images of 128x128)"
+    )
+    print(
+        "ground truth:",
+        [
+            (int(lab), [round(v) for v in b.tolist()])
+            for b, lab in zip(tgt["boxes"], tgt["labels"], strict=True)
+        ],
+    )
+    top = [
+        (int(lab), round(float(s), 2), [round(v) for v in b.tolist()])
+        for b, s, lab in zip(det["boxes"][:5], det["scores"][:5], det["labels"][:5], strict=True)
+    ]
     print("top detections (label, score, box):", top)
 
 

@@ -5,15 +5,20 @@ from visdet.models import FPN, ResNet
 
 
 def features(batch=2, h=64, w=96, channels=(8, 16, 32, 64)):
-    return {f"c{i + 2}": torch.rand(batch, c, h // 2 ** (i + 2), w // 2 ** (i + 2))
-            for i, c in enumerate(channels)}
+    return {
+        f"c{i + 2}": torch.rand(batch, c, h // 2 ** (i + 2), w // 2 ** (i + 2))
+        for i, c in enumerate(channels)
+    }
 
 
-@pytest.mark.parametrize("extra,names", [
-    ("none", ["p2", "p3", "p4", "p5"]),
-    ("maxpool", ["p2", "p3", "p4", "p5", "p6"]),
-    ("p6p7", ["p2", "p3", "p4", "p5", "p6", "p7"]),
-])
+@pytest.mark.parametrize(
+    "extra,names",
+    [
+        ("none", ["p2", "p3", "p4", "p5"]),
+        ("maxpool", ["p2", "p3", "p4", "p5", "p6"]),
+        ("p6p7", ["p2", "p3", "p4", "p5", "p6", "p7"]),
+    ],
+)
 def test_levels_shapes_and_strides(extra, names):
     fpn = FPN((8, 16, 32, 64), 12, extra_blocks=extra)
     out = fpn(features(h=128, w=256))

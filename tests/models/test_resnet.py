@@ -62,8 +62,9 @@ def test_torchvision_state_dict_loads_strictly(depth, norm):
     assert torch.equal(model.layer1[0].conv1.weight, state["layer1.0.conv1.weight"])
     assert torch.equal(model.bn1.running_var, state["bn1.running_var"])
     own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    expected = {k: s for k, s in layout.items()
-                if norm == "bn" or not k.endswith("num_batches_tracked")}
+    expected = {
+        k: s for k, s in layout.items() if norm == "bn" or not k.endswith("num_batches_tracked")
+    }
     assert own == expected
 
 
@@ -73,7 +74,9 @@ def test_missing_and_unexpected_keys_fail_strict_load():
         ResNet(18).load_state_dict(state, strict=True)  # no classifier: fc keys unexpected
 
 
-@pytest.mark.parametrize("depth,channels", [(18, (64, 128, 256, 512)), (50, (256, 512, 1024, 2048))])
+@pytest.mark.parametrize(
+    "depth,channels", [(18, (64, 128, 256, 512)), (50, (256, 512, 1024, 2048))]
+)
 def test_stage_shapes_and_strides(depth, channels):
     model = ResNet(depth).eval()
     x = torch.rand(2, 3, 96, 128)

@@ -9,8 +9,12 @@ from visdet.ops import roi_align
 
 
 def make_heads(num_classes=3, **kw) -> RoIHeads:
-    return RoIHeads(MultiScaleRoIAlign(("p2", "p3"), 5, 2), TwoMLPHead(4 * 25, 32),
-                    FastRCNNPredictor(32, num_classes), **kw)
+    return RoIHeads(
+        MultiScaleRoIAlign(("p2", "p3"), 5, 2),
+        TwoMLPHead(4 * 25, 32),
+        FastRCNNPredictor(32, num_classes),
+        **kw,
+    )
 
 
 def features():
@@ -20,19 +24,21 @@ def features():
 def test_level_mapping_formula():
     sides = torch.tensor([10.0, 111.9, 112.0, 224.0, 447.0, 448.0, 5000.0])
     boxes = torch.stack([torch.zeros(7), torch.zeros(7), sides, sides], 1)
-    expected = [min(5, max(2, math.floor(4 + math.log2(s / 224) + 1e-6))) - 2 for s in sides.tolist()]
+    expected = [
+        min(5, max(2, math.floor(4 + math.log2(s / 224) + 1e-6))) - 2 for s in sides.tolist()
+    ]
     assert map_levels(boxes, 2, 5).tolist() == expected == [0, 0, 1, 2, 2, 3, 3]
 
 
 def test_multiscale_pooling_uses_the_mapped_level():
     pool = MultiScaleRoIAlign(("p2", "p3", "p4", "p5"), 3, 2, canonical_scale=32)
-    feats = {f"p{k}": torch.rand(1, 2, 128 // 2 ** k, 128 // 2 ** k) for k in range(2, 6)}
+    feats = {f"p{k}": torch.rand(1, 2, 128 // 2**k, 128 // 2**k) for k in range(2, 6)}
     boxes = [torch.tensor([[0.0, 0, 16, 16], [10, 10, 42, 42], [0, 0, 64, 64], [0, 0, 128, 128]])]
     out = pool(feats, boxes, (128, 128))
     for i, level in enumerate([2, 3, 4, 5]):  # sqrt(area)/32: 0.5, 1, 2, 4 -> k = 3, 4, 5, 6
         level = min(max(level + 1, 2), 5)
-        ref = roi_align(feats[f"p{level}"], [boxes[0][i:i + 1]], 3, 1 / 2 ** level, 2)
-        torch.testing.assert_close(out[i:i + 1], ref)
+        ref = roi_align(feats[f"p{level}"], [boxes[0][i : i + 1]], 3, 1 / 2**level, 2)
+        torch.testing.assert_close(out[i : i + 1], ref)
 
 
 def test_losses_with_empty_ground_truth():
@@ -65,8 +71,9 @@ def test_losses_match_hand_computation_for_one_positive():
 def test_postprocess_threshold_nms_and_limit():
     heads = make_heads(num_classes=2, score_thresh=0.3, nms_thresh=0.5, detections_per_img=2).eval()
     proposals = [torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 11], [20, 20, 30, 30], [0, 0, 5, 5]])]
-    logits = torch.log(torch.tensor([[0.1, 0.8, 0.1], [0.1, 0.7, 0.2], [0.1, 0.2, 0.7],
-                                     [0.8, 0.1, 0.1]]))
+    logits = torch.log(
+        torch.tensor([[0.1, 0.8, 0.1], [0.1, 0.7, 0.2], [0.1, 0.2, 0.7], [0.8, 0.1, 0.1]])
+    )
     dets = heads.postprocess(logits, torch.zeros(4, 12), proposals, [(64, 64)])[0]
     # class 1: boxes 0 and 1 overlap (IoU 0.91) -> keep 0 (0.8); class 2: box 2 (0.7)
     assert dets["labels"].tolist() == [1, 2]

@@ -15,8 +15,9 @@ def feats(batch=2):
 
 def test_empty_ground_truth_gives_zero_box_loss_and_finite_objectness():
     rpn = make_rpn().train()
-    proposals, losses = rpn(feats(), [(64, 64), (60, 50)], (64, 64),
-                            [torch.zeros(0, 4), torch.zeros(0, 4)])
+    proposals, losses = rpn(
+        feats(), [(64, 64), (60, 50)], (64, 64), [torch.zeros(0, 4), torch.zeros(0, 4)]
+    )
     assert losses["loss_rpn_box"].item() == 0.0
     assert torch.isfinite(losses["loss_rpn_cls"]) and losses["loss_rpn_cls"].item() > 0
     sum(losses.values()).backward()
@@ -26,9 +27,10 @@ def test_empty_ground_truth_gives_zero_box_loss_and_finite_objectness():
 
 def test_anchor_labels_follow_thresholds_and_low_quality_matches():
     rpn = make_rpn(fg_iou_thresh=0.7, bg_iou_thresh=0.3)
-    anchors = torch.tensor([[0., 0, 10, 10], [0, 0, 10, 6], [0, 0, 10, 4], [50, 50, 60, 60],
-                            [0, 0, 10, 8]])
-    gt = [torch.tensor([[0., 0, 10, 10]]), torch.tensor([[100., 100, 104, 130]])]
+    anchors = torch.tensor(
+        [[0.0, 0, 10, 10], [0, 0, 10, 6], [0, 0, 10, 4], [50, 50, 60, 60], [0, 0, 10, 8]]
+    )
+    gt = [torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([[100.0, 100, 104, 130]])]
     labels, matched = rpn.assign_targets(anchors, gt)
     # IoUs with gt0: 1, 0.6, 0.4, 0, 0.8 -> fg, ignore, ignore, bg, fg
     assert labels[0].tolist() == [1, -1, -1, 0, 1]
@@ -39,8 +41,13 @@ def test_anchor_labels_follow_thresholds_and_low_quality_matches():
 
 
 def test_proposals_respect_top_n_bounds_and_modes():
-    rpn = make_rpn(pre_nms_top_n_train=50, post_nms_top_n_train=20, pre_nms_top_n_test=30,
-                   post_nms_top_n_test=7, nms_thresh=0.9)
+    rpn = make_rpn(
+        pre_nms_top_n_train=50,
+        post_nms_top_n_train=20,
+        pre_nms_top_n_test=30,
+        post_nms_top_n_test=7,
+        nms_thresh=0.9,
+    )
     sizes = [(64, 64), (40, 50)]
     rpn.eval()
     with torch.no_grad():
@@ -66,6 +73,9 @@ def test_proposals_follow_objectness_ranking():
         logits[0, 0, 2, 1] = 3.0
         props = rpn.select_proposals(
             rpn.box_coder.decode(torch.zeros(16, 4), anchors((64, 64), [(4, 4)])[0])[None],
-            logits.permute(0, 2, 3, 1).reshape(1, -1), [16], [(64, 64)])
+            logits.permute(0, 2, 3, 1).reshape(1, -1),
+            [16],
+            [(64, 64)],
+        )
     # anchor at location (y=2, x=1), stride 16: centre (16, 32), size 16
     assert props[0][0].tolist() == [8.0, 24.0, 24.0, 40.0]

@@ -9,7 +9,9 @@ from torch import Tensor
 def check_boxes(boxes: Tensor, name: str = "boxes") -> None:
     """Require a floating Tensor[N, 4]."""
     if not isinstance(boxes, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape [N, 4], got {type(boxes).__name__}")
+        raise TypeError(
+            f"{name} must be a torch.Tensor of shape [N, 4], got {type(boxes).__name__}"
+        )
     if boxes.dim() != 2 or boxes.shape[-1] != 4:
         raise ValueError(f"{name} must have shape [N, 4], got {list(boxes.shape)}")
 
@@ -23,7 +25,9 @@ def check_scores(scores: Tensor, n: int, name: str = "scores") -> None:
     if not isinstance(scores, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape [N], got {type(scores).__name__}")
     if scores.dim() != 1 or scores.shape[0] != n:
-        raise ValueError(f"{name} must have shape [{n}] (one score per box), got {list(scores.shape)}")
+        raise ValueError(
+            f"{name} must have shape [{n}] (one score per box), got {list(scores.shape)}"
+        )
 
 
 def compute_dtype(*tensors: Tensor) -> torch.dtype:

@@ -14,8 +14,10 @@ from torch import Tensor, nn
 
 
 def cell_anchors(
-    sizes: Sequence[float], aspect_ratios: Sequence[float],
-    dtype: torch.dtype = torch.float32, device: torch.device | None = None,
+    sizes: Sequence[float],
+    aspect_ratios: Sequence[float],
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | None = None,
 ) -> Tensor:
     """Zero-centred anchors of one level, [len(aspect_ratios) * len(sizes), 4] xyxy.
 
@@ -56,7 +58,9 @@ class AnchorGenerator(nn.Module):
             )
         for name, groups in (("sizes", sizes), ("aspect_ratios", aspect_ratios)):
             if any(len(g) == 0 or any(v <= 0 for v in g) for g in groups):
-                raise ValueError(f"{name} must hold non-empty groups of positive numbers, got {groups}")
+                raise ValueError(
+                    f"{name} must hold non-empty groups of positive numbers, got {groups}"
+                )
         self.sizes = sizes
         self.aspect_ratios = aspect_ratios
 
@@ -64,8 +68,11 @@ class AnchorGenerator(nn.Module):
         return [len(s) * len(a) for s, a in zip(self.sizes, self.aspect_ratios, strict=True)]
 
     def grid_anchors(
-        self, grid_sizes: Sequence[tuple[int, int]], strides: Sequence[tuple[int, int]],
-        dtype: torch.dtype = torch.float32, device: torch.device | None = None,
+        self,
+        grid_sizes: Sequence[tuple[int, int]],
+        strides: Sequence[tuple[int, int]],
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | None = None,
     ) -> list[Tensor]:
         """Per level, anchors [H * W * A, 4] for a grid of (H, W) cells with (sy, sx) strides."""
         if len(grid_sizes) != len(self.sizes):
@@ -85,9 +92,13 @@ class AnchorGenerator(nn.Module):
             out.append((shifts + base[None]).reshape(-1, 4))
         return out
 
-    def forward(self, image_size: tuple[int, int], feature_sizes: Sequence[tuple[int, int]],
-                dtype: torch.dtype = torch.float32,
-                device: torch.device | None = None) -> list[Tensor]:
+    def forward(
+        self,
+        image_size: tuple[int, int],
+        feature_sizes: Sequence[tuple[int, int]],
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | None = None,
+    ) -> list[Tensor]:
         """Per level anchors for a (padded) batch image of ``image_size = (H, W)``.
 
         Strides are ``image_size // feature_size`` per axis, as in torchvision.

@@ -48,14 +48,22 @@ class BoxCoder:
         bx = boxes[:, 0] + 0.5 * bw
         by = boxes[:, 1] + 0.5 * bh
         return torch.stack(
-            (wx * (bx - rx) / rw, wy * (by - ry) / rh, ww * torch.log(bw / rw),
-             wh * torch.log(bh / rh)),
+            (
+                wx * (bx - rx) / rw,
+                wy * (by - ry) / rh,
+                ww * torch.log(bw / rw),
+                wh * torch.log(bh / rh),
+            ),
             dim=1,
         )
 
     def decode(self, deltas: Tensor, references: Tensor) -> Tensor:
         """deltas [N, 4 * C] relative to references [N, 4] -> boxes [N, 4 * C] xyxy."""
-        if deltas.dim() != 2 or deltas.shape[1] % 4 != 0 or references.shape != (deltas.shape[0], 4):
+        if (
+            deltas.dim() != 2
+            or deltas.shape[1] % 4 != 0
+            or references.shape != (deltas.shape[0], 4)
+        ):
             raise ValueError(
                 f"deltas must be [N, 4*C] and references [N, 4], got {list(deltas.shape)} and "
                 f"{list(references.shape)}"

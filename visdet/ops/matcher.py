@@ -22,8 +22,9 @@ class Matcher:
     BELOW_LOW_THRESHOLD = -1
     BETWEEN_THRESHOLDS = -2
 
-    def __init__(self, high_threshold: float, low_threshold: float,
-                 allow_low_quality_matches: bool = False) -> None:
+    def __init__(
+        self, high_threshold: float, low_threshold: float, allow_low_quality_matches: bool = False
+    ) -> None:
         if low_threshold > high_threshold:
             raise ValueError(
                 f"low_threshold ({low_threshold}) must be <= high_threshold ({high_threshold})"
@@ -38,8 +39,9 @@ class Matcher:
             raise ValueError(f"quality must be a [G, P] matrix, got {list(quality.shape)}")
         g, p = quality.shape
         if g == 0:
-            return torch.full((p,), self.BELOW_LOW_THRESHOLD, dtype=torch.int64,
-                              device=quality.device)
+            return torch.full(
+                (p,), self.BELOW_LOW_THRESHOLD, dtype=torch.int64, device=quality.device
+            )
         if p == 0:
             return torch.zeros(0, dtype=torch.int64, device=quality.device)
         best, matches = quality.max(dim=0)

@@ -39,8 +39,16 @@ def _threshold_below(iou_threshold: float, dtype: torch.dtype) -> float:
 
 
 def _suppression(
-    x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor, area: Tensor,
-    ox1: Tensor, oy1: Tensor, ox2: Tensor, oy2: Tensor, oarea: Tensor,
+    x1: Tensor,
+    y1: Tensor,
+    x2: Tensor,
+    y2: Tensor,
+    area: Tensor,
+    ox1: Tensor,
+    oy1: Tensor,
+    ox2: Tensor,
+    oy2: Tensor,
+    oarea: Tensor,
     threshold: float,
 ) -> Tensor:
     """[K] boxes against [M] other boxes -> bool [K, M]: IoU > threshold."""

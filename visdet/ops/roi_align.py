@@ -19,11 +19,13 @@ from torch import Tensor
 
 _CHUNK_ELEMENTS = 1 << 21  # gathered floats per chunk (8 MB in float32)
 
+
 def _as_pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
     pair = (value, value) if isinstance(value, int) else tuple(value)
     if len(pair) != 2 or not all(isinstance(v, int) and v > 0 for v in pair):
         raise ValueError(f"{name} must be a positive int or a pair of them, got {value!r}")
     return pair  # type: ignore[return-value]
+
 
 def rois_from_boxes(boxes: Tensor | list[Tensor]) -> Tensor:
     """Boxes as Tensor[K, 5] (batch index, x1, y1, x2, y2) from either accepted format."""
@@ -35,16 +37,23 @@ def rois_from_boxes(boxes: Tensor | list[Tensor]) -> Tensor:
             )
         return boxes
     if not isinstance(boxes, (list, tuple)) or not all(isinstance(b, Tensor) for b in boxes):
-        raise TypeError(f"boxes must be a Tensor[K, 5] or a list of Tensor[L, 4], got {type(boxes)}")
+        raise TypeError(
+            f"boxes must be a Tensor[K, 5] or a list of Tensor[L, 4], got {type(boxes)}"
+        )
     for i, b in enumerate(boxes):
         if b.dim() != 2 or b.shape[1] != 4:
             raise ValueError(f"boxes[{i}] must have shape [L, 4], got {list(b.shape)}")
     if len(boxes) == 0:
         return torch.zeros(0, 5)
     cat = torch.cat(list(boxes), dim=0)
-    idx = torch.cat([torch.full((len(b), 1), i, dtype=cat.dtype, device=cat.device)
-                     for i, b in enumerate(boxes)])
+    idx = torch.cat(
+        [
+            torch.full((len(b), 1), i, dtype=cat.dtype, device=cat.device)
+            for i, b in enumerate(boxes)
+        ]
+    )
     return torch.cat([idx, cat], dim=1)
+
 
 def _axis_samples(
     start: Tensor, size: Tensor, pooled: int, grid: int, limit: int
@@ -66,6 +75,7 @@ def _axis_samples(
     frac = torch.where(at_edge, torch.zeros_like(pos), pos - low.to(pos.dtype))
     w = torch.stack((1.0 - frac, frac), dim=-1) * inside[..., None].to(pos.dtype)
     return torch.stack((low, high), dim=-1), w
+
 
 class _RoIAlignGather(torch.autograd.Function):
     """Weighted gather of channels-last rows: out[k, p, q, :] = sum_ab Wy*Wx*feat[idx]."""
@@ -100,6 +110,7 @@ class _RoIAlignGather(torch.autograd.Function):
             grad_flat.index_add_(0, index[s:e].reshape(-1), g.reshape(-1, c))
         return grad_flat, None, None, None
 
+
 def roi_align(
     input: Tensor,
     boxes: Tensor | list[Tensor],
@@ -125,7 +136,9 @@ def roi_align(
         [K, C, pooled_h, pooled_w], differentiable with respect to ``input``.
     """
     if not isinstance(input, Tensor) or input.dim() != 4:
-        raise ValueError(f"input must be a Tensor[N, C, H, W], got {getattr(input, 'shape', input)}")
+        raise ValueError(
+            f"input must be a Tensor[N, C, H, W], got {getattr(input, 'shape', input)}"
+        )
     if not input.is_floating_point():
         raise TypeError(f"input must be floating point, got dtype {input.dtype}")
     ph, pw = _as_pair(output_size, "output_size")
@@ -134,13 +147,13 @@ def roi_align(
     k = rois.shape[0]
     out_dtype = input.dtype
     work_dtype = torch.float64 if input.dtype == torch.float64 else torch.float32
-    if k == 0:
-        return input.new_zeros(0, c, ph, pw)
     rois = rois.to(work_dtype)
     batch = rois[:, 0].long()
-    if int(batch.min()) < 0 or int(batch.max()) >= n:
-        raise ValueError(f"boxes batch indices must be in [0, {n - 1}], got "
-                         f"[{int(batch.min())}, {int(batch.max())}]")
+    if k and (int(batch.min()) < 0 or int(batch.max()) >= n):
+        raise ValueError(
+            f"boxes batch indices must be in [0, {n - 1}], got "
+            f"[{int(batch.min())}, {int(batch.max())}]"
+        )
 
     offset = 0.5 if aligned else 0.0
     x1 = rois[:, 1] * spatial_scale - offset
@@ -158,20 +171,23 @@ def roi_align(
         grid_w = torch.ceil(roi_w / pw).long().clamp(min=0)
 
     flat = input.to(work_dtype).permute(0, 2, 3, 1).reshape(n * h * w, c)
+    if k == 0:  # still an autograd node of ``input``, so backward gives a zero gradient
+        empty = torch.zeros(0, ph, 0, pw, 0, dtype=torch.long, device=flat.device)
+        out = _RoIAlignGather.apply(flat, empty, flat.new_zeros(0, ph, 0), flat.new_zeros(0, pw, 0))
+        return out.permute(0, 3, 1, 2).to(out_dtype)
     out = flat.new_zeros(k, ph, pw, c)
     pairs = torch.stack((grid_h, grid_w), 1)
     for gh, gw in torch.unique(pairs, dim=0).tolist():
-        if gh == 0 or gw == 0:
-            continue  # an empty sampling grid averages nothing: the output stays 0
         sel = torch.nonzero((grid_h == gh) & (grid_w == gw)).squeeze(1)
         iy, wy = _axis_samples(y1[sel], roi_h[sel], ph, gh, h)
         ix, wx = _axis_samples(x1[sel], roi_w[sel], pw, gw, w)
         r = sel.numel()
         base = (batch[sel] * (h * w)).view(r, 1, 1, 1, 1)
         index = base + iy.view(r, ph, 2 * gh, 1, 1) * w + ix.view(r, 1, 1, pw, 2 * gw)
-        wy = wy.reshape(r, ph, 2 * gh) / (gh * gw)
+        wy = wy.reshape(r, ph, 2 * gh) / max(1, gh * gw)  # an empty grid gives 0
         wx = wx.reshape(r, pw, 2 * gw)
         out[sel] = _RoIAlignGather.apply(flat, index, wy, wx)
     return out.permute(0, 3, 1, 2).to(out_dtype)
+
 
 __all__ = ["roi_align", "rois_from_boxes"]

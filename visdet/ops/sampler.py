@@ -12,8 +12,12 @@ class BalancedPositiveNegativeSampler:
     (``torch.randperm``, seeded by the global generator or ``generator``).
     """
 
-    def __init__(self, batch_size_per_image: int, positive_fraction: float,
-                 generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        batch_size_per_image: int,
+        positive_fraction: float,
+        generator: torch.Generator | None = None,
+    ) -> None:
         if batch_size_per_image < 1:
             raise ValueError(f"batch_size_per_image must be >= 1, got {batch_size_per_image}")
         if not 0.0 <= positive_fraction <= 1.0:

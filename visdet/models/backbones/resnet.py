@@ -20,8 +20,9 @@ _NORMS = {"bn": nn.BatchNorm2d, "frozen_bn": FrozenBatchNorm2d}
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, in_ch: int, ch: int, stride: int, norm: type[nn.Module],
-                 downsample: nn.Module | None) -> None:
+    def __init__(
+        self, in_ch: int, ch: int, stride: int, norm: type[nn.Module], downsample: nn.Module | None
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_ch, ch, 3, stride, 1, bias=False)
         self.bn1 = norm(ch)
@@ -40,8 +41,9 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, in_ch: int, ch: int, stride: int, norm: type[nn.Module],
-                 downsample: nn.Module | None) -> None:
+    def __init__(
+        self, in_ch: int, ch: int, stride: int, norm: type[nn.Module], downsample: nn.Module | None
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_ch, ch, 1, bias=False)
         self.bn1 = norm(ch)
@@ -100,8 +102,9 @@ class ResNet(nn.Module):
             raise ValueError(f"norm must be one of {sorted(_NORMS)}, got {norm!r}")
         bad = [s for s in out_stages if s not in STAGE_NAMES]
         if bad or not out_stages:
-            raise ValueError(f"out_stages must be a non-empty subset of {STAGE_NAMES}, got "
-                             f"{list(out_stages)}")
+            raise ValueError(
+                f"out_stages must be a non-empty subset of {STAGE_NAMES}, got {list(out_stages)}"
+            )
         if not -1 <= frozen_stages <= 4:
             raise ValueError(f"frozen_stages must be in [-1, 4], got {frozen_stages}")
         block, counts = ARCHITECTURES[depth]

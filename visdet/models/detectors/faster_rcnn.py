@@ -34,8 +34,14 @@ class FasterRCNN(nn.Module):
         transform: normalisation, resizing and padding.
     """
 
-    def __init__(self, backbone: nn.Module, neck: nn.Module, rpn: RPN, roi_heads: RoIHeads,
-                 transform: DetectionTransform) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        neck: nn.Module,
+        rpn: RPN,
+        roi_heads: RoIHeads,
+        transform: DetectionTransform,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.neck = neck
@@ -44,8 +50,9 @@ class FasterRCNN(nn.Module):
         self.transform = transform
         self.num_classes = roi_heads.num_classes
 
-    def forward(self, images: Tensor | list[Tensor],
-                targets: list[dict[str, Tensor]] | None = None):
+    def forward(
+        self, images: Tensor | list[Tensor], targets: list[dict[str, Tensor]] | None = None
+    ):
         images = as_image_list(images)
         if self.training:
             if targets is None:
@@ -90,13 +97,18 @@ def faster_rcnn_resnet_fpn(
     freezes the stem and layer1 (torchvision's ``trainable_layers=3``).
     """
     backbone = ResNet(depth=depth, frozen_stages=frozen_stages, norm=norm)
-    neck = FPN([backbone.out_channels[s] for s in ("c2", "c3", "c4", "c5")], fpn_channels,
-               extra_blocks="maxpool")
+    neck = FPN(
+        [backbone.out_channels[s] for s in ("c2", "c3", "c4", "c5")],
+        fpn_channels,
+        extra_blocks="maxpool",
+    )
     anchors = AnchorGenerator(anchor_sizes, aspect_ratios)
     rpn = RPN(
-        RPNHead(fpn_channels, anchors.num_anchors_per_location()[0]), anchors,
+        RPNHead(fpn_channels, anchors.num_anchors_per_location()[0]),
+        anchors,
         batch_size_per_image=rpn_batch_size_per_image,
-        pre_nms_top_n_train=rpn_pre_nms_top_n_train, pre_nms_top_n_test=rpn_pre_nms_top_n_test,
+        pre_nms_top_n_train=rpn_pre_nms_top_n_train,
+        pre_nms_top_n_test=rpn_pre_nms_top_n_test,
         post_nms_top_n_train=rpn_post_nms_top_n_train,
         post_nms_top_n_test=rpn_post_nms_top_n_test,
     )
@@ -104,7 +116,9 @@ def faster_rcnn_resnet_fpn(
         MultiScaleRoIAlign(("p2", "p3", "p4", "p5"), 7, 2),
         TwoMLPHead(fpn_channels * 7 * 7, representation_size),
         FastRCNNPredictor(representation_size, num_classes),
-        batch_size_per_image=box_batch_size_per_image, score_thresh=box_score_thresh,
-        nms_thresh=box_nms_thresh, detections_per_img=box_detections_per_img,
+        batch_size_per_image=box_batch_size_per_image,
+        score_thresh=box_score_thresh,
+        nms_thresh=box_nms_thresh,
+        detections_per_img=box_detections_per_img,
     )
     return FasterRCNN(backbone, neck, rpn, roi_heads, DetectionTransform(min_size, max_size))

@@ -37,8 +37,9 @@ class DetectionTransform(nn.Module):
         if not self.min_size or any(s < 1 for s in self.min_size) or max_size < 1:
             raise ValueError(f"min_size and max_size must be positive, got {min_size}, {max_size}")
         if len(image_mean) != 3 or len(image_std) != 3 or any(s <= 0 for s in image_std):
-            raise ValueError(f"image_mean/image_std need 3 values (std > 0), got {image_mean}, "
-                             f"{image_std}")
+            raise ValueError(
+                f"image_mean/image_std need 3 values (std > 0), got {image_mean}, {image_std}"
+            )
         self.max_size = max_size
         self.size_divisible = size_divisible
         self.register_buffer("mean", torch.tensor(image_mean).view(3, 1, 1), persistent=False)
@@ -51,8 +52,13 @@ class DetectionTransform(nn.Module):
         h, w = image.shape[-2:]
         min_size = self._target_min_size()
         scale = min(min_size / min(h, w), self.max_size / max(h, w))
-        return F.interpolate(image[None], scale_factor=scale, mode="bilinear",
-                             recompute_scale_factor=True, align_corners=False)[0]
+        return F.interpolate(
+            image[None],
+            scale_factor=scale,
+            mode="bilinear",
+            recompute_scale_factor=True,
+            align_corners=False,
+        )[0]
 
     def forward(
         self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
@@ -78,8 +84,11 @@ class DetectionTransform(nn.Module):
         return batch, sizes, out_targets
 
     @staticmethod
-    def postprocess(results: list[dict[str, Tensor]], resized_sizes: list[tuple[int, int]],
-                    original_sizes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
+    def postprocess(
+        results: list[dict[str, Tensor]],
+        resized_sizes: list[tuple[int, int]],
+        original_sizes: list[tuple[int, int]],
+    ) -> list[dict[str, Tensor]]:
         """Scale each result's boxes from the resized image to the original image."""
         for res, (rh, rw), (oh, ow) in zip(results, resized_sizes, original_sizes, strict=True):
             sx, sy = ow / rw, oh / rh

@@ -11,8 +11,14 @@ from torch import Tensor, nn
 from visdet.ops import roi_align
 
 
-def map_levels(boxes: Tensor, k_min: int, k_max: int, canonical_scale: float = 224.0,
-               canonical_level: int = 4, eps: float = 1e-6) -> Tensor:
+def map_levels(
+    boxes: Tensor,
+    k_min: int,
+    k_max: int,
+    canonical_scale: float = 224.0,
+    canonical_level: int = 4,
+    eps: float = 1e-6,
+) -> Tensor:
     """FPN level of each box (Lin et al. eq. 1), as an offset from k_min.
 
     ``k = floor(canonical_level + log2(sqrt(area) / canonical_scale) + eps)`` clamped to
@@ -50,30 +56,38 @@ class MultiScaleRoIAlign(nn.Module):
         if not featmap_names:
             raise ValueError("featmap_names must name at least one feature map")
         self.featmap_names = tuple(featmap_names)
-        self.output_size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+        self.output_size = (
+            (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+        )
         self.sampling_ratio = sampling_ratio
         self.aligned = aligned
         self.canonical_scale = canonical_scale
         self.canonical_level = canonical_level
 
-    def forward(self, features: dict[str, Tensor], boxes: list[Tensor],
-                image_size: tuple[int, int]) -> Tensor:
+    def forward(
+        self, features: dict[str, Tensor], boxes: list[Tensor], image_size: tuple[int, int]
+    ) -> Tensor:
         """features: name -> [B, C, H, W]; boxes: per image [K_i, 4] in padded-image pixels;
         image_size: the padded (H, W). Returns [sum K_i, C, out_h, out_w]."""
         missing = [n for n in self.featmap_names if n not in features]
         if missing:
-            raise ValueError(f"MultiScaleRoIAlign needs feature maps {list(self.featmap_names)}, "
-                             f"missing {missing}")
+            raise ValueError(
+                f"MultiScaleRoIAlign needs feature maps {list(self.featmap_names)}, "
+                f"missing {missing}"
+            )
         maps = [features[n] for n in self.featmap_names]
         scales = [2.0 ** round(math.log2(f.shape[-2] / image_size[0])) for f in maps]
-        rois = torch.cat([
-            torch.cat([torch.full((len(b), 1), i, dtype=b.dtype, device=b.device), b], dim=1)
-            for i, b in enumerate(boxes)
-        ])
+        rois = torch.cat(
+            [
+                torch.cat([torch.full((len(b), 1), i, dtype=b.dtype, device=b.device), b], dim=1)
+                for i, b in enumerate(boxes)
+            ]
+        )
         c = maps[0].shape[1]
         if len(maps) == 1:
-            return roi_align(maps[0], rois, self.output_size, scales[0], self.sampling_ratio,
-                             self.aligned)
+            return roi_align(
+                maps[0], rois, self.output_size, scales[0], self.sampling_ratio, self.aligned
+            )
         k_min = int(-math.log2(scales[0]))
         k_max = int(-math.log2(scales[-1]))
         levels = map_levels(rois[:, 1:], k_min, k_max, self.canonical_scale, self.canonical_level)
@@ -81,6 +95,7 @@ class MultiScaleRoIAlign(nn.Module):
         for lvl, (fmap, scale) in enumerate(zip(maps, scales, strict=True)):
             idx = torch.nonzero(levels == lvl).squeeze(1)
             if idx.numel():
-                out[idx] = roi_align(fmap, rois[idx], self.output_size, scale,
-                                     self.sampling_ratio, self.aligned).to(out.dtype)
+                out[idx] = roi_align(
+                    fmap, rois[idx], self.output_size, scale, self.sampling_ratio, self.aligned
+                ).to(out.dtype)
         return out

@@ -128,8 +128,9 @@ class RoIHeads(nn.Module):
             out_targets.append(targets_k)
         return out_props, out_labels, out_targets
 
-    def losses(self, logits: Tensor, deltas: Tensor, labels: Tensor,
-               targets: Tensor) -> dict[str, Tensor]:
+    def losses(
+        self, logits: Tensor, deltas: Tensor, labels: Tensor, targets: Tensor
+    ) -> dict[str, Tensor]:
         """Cross-entropy over sampled RoIs; smooth-L1 (beta 1/9) on the gt-class deltas of
         foreground RoIs, summed and divided by the number of sampled RoIs."""
         loss_cls = F.cross_entropy(logits, labels)
@@ -138,16 +139,22 @@ class RoIHeads(nn.Module):
         loss_box = F.smooth_l1_loss(deltas, targets[fg], beta=1 / 9, reduction="sum")
         return {"loss_cls": loss_cls, "loss_box": loss_box / max(1, labels.numel())}
 
-    def postprocess(self, logits: Tensor, deltas: Tensor, proposals: list[Tensor],
-                    image_sizes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
+    def postprocess(
+        self,
+        logits: Tensor,
+        deltas: Tensor,
+        proposals: list[Tensor],
+        image_sizes: list[tuple[int, int]],
+    ) -> list[dict[str, Tensor]]:
         """Per image: decode class-specific boxes, drop background and low scores, per-class
         NMS, keep the top ``detections_per_img``."""
         counts = [len(p) for p in proposals]
         boxes = self.box_coder.decode(deltas, torch.cat(proposals)).view(sum(counts), -1, 4)
         scores = F.softmax(logits, -1)
         results = []
-        for bx, sc, (h, w) in zip(boxes.split(counts), scores.split(counts), image_sizes,
-                                  strict=True):
+        for bx, sc, (h, w) in zip(
+            boxes.split(counts), scores.split(counts), image_sizes, strict=True
+        ):
             bx = clip_boxes_to_image(bx, (h, w))[:, 1:].reshape(-1, 4)
             labels = torch.arange(1, sc.shape[1], device=sc.device).repeat(sc.shape[0])
             sc = sc[:, 1:].reshape(-1)

@@ -46,7 +46,9 @@ class RPNHead(nn.Module):
         return logits, deltas
 
 
-def flatten_predictions(logits: Sequence[Tensor], deltas: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+def flatten_predictions(
+    logits: Sequence[Tensor], deltas: Sequence[Tensor]
+) -> tuple[Tensor, Tensor]:
     """Per-level [B, A, H, W] / [B, 4A, H, W] -> [B, sum(HWA)] and [B, sum(HWA), 4], in the
     anchor order of AnchorGenerator (location-major, anchors of a location together)."""
     flat_logits, flat_deltas = [], []
@@ -109,7 +111,9 @@ class RPN(nn.Module):
     def _mode(self) -> str:
         return "train" if self.training else "test"
 
-    def assign_targets(self, anchors: Tensor, gt_boxes: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+    def assign_targets(
+        self, anchors: Tensor, gt_boxes: list[Tensor]
+    ) -> tuple[list[Tensor], list[Tensor]]:
         """Per image: anchor labels (1 fg, 0 bg, -1 ignore) and the matched gt box of each."""
         labels, matched = [], []
         for gt in gt_boxes:
@@ -124,31 +128,43 @@ class RPN(nn.Module):
             matched.append(gt[idx.clamp(min=0)])
         return labels, matched
 
-    def losses(self, logits: Tensor, deltas: Tensor, anchors: Tensor,
-               gt_boxes: list[Tensor]) -> dict[str, Tensor]:
+    def losses(
+        self, logits: Tensor, deltas: Tensor, anchors: Tensor, gt_boxes: list[Tensor]
+    ) -> dict[str, Tensor]:
         labels, matched = self.assign_targets(anchors, gt_boxes)
         pos, neg = self.sampler(labels)
         sampled = torch.stack(pos) | torch.stack(neg)
         pos_deltas = torch.cat([deltas[i][p] for i, p in enumerate(pos)])
-        pos_targets = torch.cat([self.box_coder.encode(m[p], anchors[p])
-                                 for m, p in zip(matched, pos, strict=True)])
+        pos_targets = torch.cat(
+            [self.box_coder.encode(m[p], anchors[p]) for m, p in zip(matched, pos, strict=True)]
+        )
         num_sampled = max(1, int(sampled.sum()))
-        loss_box = F.smooth_l1_loss(pos_deltas, pos_targets, beta=1 / 9,
-                                    reduction="sum") / num_sampled
+        loss_box = (
+            F.smooth_l1_loss(pos_deltas, pos_targets, beta=1 / 9, reduction="sum") / num_sampled
+        )
         loss_cls = F.binary_cross_entropy_with_logits(logits[sampled], torch.stack(labels)[sampled])
         return {"loss_rpn_cls": loss_cls, "loss_rpn_box": loss_box}
 
-    def select_proposals(self, boxes: Tensor, logits: Tensor, level_sizes: list[int],
-                         image_sizes: list[tuple[int, int]]) -> list[Tensor]:
+    def select_proposals(
+        self,
+        boxes: Tensor,
+        logits: Tensor,
+        level_sizes: list[int],
+        image_sizes: list[tuple[int, int]],
+    ) -> list[Tensor]:
         """boxes [B, P, 4], logits [B, P] -> per image proposals [<=post_nms_top_n, 4]."""
         pre_n, post_n = self.pre_nms_top_n[self._mode()], self.post_nms_top_n[self._mode()]
-        levels = torch.cat([torch.full((n,), i, dtype=torch.int64, device=boxes.device)
-                            for i, n in enumerate(level_sizes)])
+        levels = torch.cat(
+            [
+                torch.full((n,), i, dtype=torch.int64, device=boxes.device)
+                for i, n in enumerate(level_sizes)
+            ]
+        )
         top_idx = []
         start = 0
         for n in level_sizes:
             k = min(pre_n, n)
-            top_idx.append(logits[:, start:start + n].topk(k, dim=1).indices + start)
+            top_idx.append(logits[:, start : start + n].topk(k, dim=1).indices + start)
             start += n
         top_idx = torch.cat(top_idx, dim=1)
         out = []
@@ -176,16 +192,18 @@ class RPN(nn.Module):
         (required in training). Returns per-image proposals [P, 4] (detached) and losses."""
         logits, deltas = self.head(features)
         feature_sizes = [tuple(f.shape[-2:]) for f in features]
-        anchors_per_level = self.anchor_generator(padded_size, feature_sizes,
-                                                  dtype=features[0].dtype,
-                                                  device=features[0].device)
+        anchors_per_level = self.anchor_generator(
+            padded_size, feature_sizes, dtype=features[0].dtype, device=features[0].device
+        )
         anchors = torch.cat(anchors_per_level)
         logits, deltas = flatten_predictions(logits, deltas)
         b = logits.shape[0]
-        boxes = self.box_coder.decode(deltas.detach().reshape(-1, 4),
-                                      anchors.repeat(b, 1)).view(b, -1, 4)
-        proposals = self.select_proposals(boxes, logits.detach(),
-                                          [a.shape[0] for a in anchors_per_level], image_sizes)
+        boxes = self.box_coder.decode(deltas.detach().reshape(-1, 4), anchors.repeat(b, 1)).view(
+            b, -1, 4
+        )
+        proposals = self.select_proposals(
+            boxes, logits.detach(), [a.shape[0] for a in anchors_per_level], image_sizes
+        )
         losses: dict[str, Tensor] = {}
         if self.training:
             if gt_boxes is None:

@@ -37,8 +37,10 @@ class FPN(nn.Module):
     ) -> None:
         super().__init__()
         if len(in_channels) != len(in_features) or not in_features:
-            raise ValueError(f"in_channels {list(in_channels)} and in_features "
-                             f"{list(in_features)} must be non-empty and of equal length")
+            raise ValueError(
+                f"in_channels {list(in_channels)} and in_features "
+                f"{list(in_features)} must be non-empty and of equal length"
+            )
         if extra_blocks not in _EXTRA:
             raise ValueError(f"extra_blocks must be one of {_EXTRA}, got {extra_blocks!r}")
         if p6p7_from not in ("p5", "c5"):
