@@ -167,9 +167,7 @@ def main() -> None:
         },
     }
     torch.save(data, OUT)
-    print(
-        f"wrote {OUT} ({OUT.stat().st_size / 1e3:.0f} kB), torchvision {torchvision.__version__}"
-    )
+    print(f"wrote {OUT} ({OUT.stat().st_size / 1e3:.0f} kB), torchvision {torchvision.__version__}")
 
 
 if __name__ == "__main__":

@@ -27,28 +27,31 @@ class FasterRCNN(nn.Module):
     ``boxes`` [D, 4] in the input image's pixels, ``scores`` [D] and ``labels`` [D].
 
     Args:
-        backbone: returns a dict of feature maps.
-        neck: maps backbone features to the pyramid the heads use (e.g. FPN).
-        rpn: the region proposal network.
-        roi_heads: the box head.
-        transform: normalisation, resizing and padding.
+        backbone: returns a dict of feature maps (default: ResNet-50, stem and layer1 frozen,
+            FrozenBatchNorm2d).
+        neck: maps backbone features to the pyramid the heads use (default: FPN, 256).
+        rpn: the region proposal network (default: RPN()).
+        roi_heads: the box head (default: RoIHeads(), 80 classes).
+        transform: normalisation, resizing and padding (default: 800/1333).
     """
 
     def __init__(
         self,
-        backbone: nn.Module,
-        neck: nn.Module,
-        rpn: RPN,
-        roi_heads: RoIHeads,
-        transform: DetectionTransform,
+        backbone: nn.Module | None = None,
+        neck: nn.Module | None = None,
+        rpn: RPN | None = None,
+        roi_heads: RoIHeads | None = None,
+        transform: DetectionTransform | None = None,
     ) -> None:
         super().__init__()
-        self.backbone = backbone
-        self.neck = neck
-        self.rpn = rpn
-        self.roi_heads = roi_heads
-        self.transform = transform
-        self.num_classes = roi_heads.num_classes
+        self.backbone = (
+            backbone if backbone is not None else ResNet(50, frozen_stages=1, norm="frozen_bn")
+        )
+        self.neck = neck if neck is not None else FPN()
+        self.rpn = rpn if rpn is not None else RPN()
+        self.roi_heads = roi_heads if roi_heads is not None else RoIHeads()
+        self.transform = transform if transform is not None else DetectionTransform()
+        self.num_classes = self.roi_heads.num_classes
 
     def forward(
         self, images: Tensor | list[Tensor], targets: list[dict[str, Tensor]] | None = None

@@ -42,16 +42,18 @@ class DetectionTransform(nn.Module):
             )
         self.max_size = max_size
         self.size_divisible = size_divisible
-        self.register_buffer("mean", torch.tensor(image_mean).view(3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(image_std).view(3, 1, 1), persistent=False)
+        self.image_mean = tuple(float(v) for v in image_mean)
+        self.image_std = tuple(float(v) for v in image_std)
 
     def _target_min_size(self) -> int:
         return random.choice(self.min_size) if self.training else self.min_size[-1]
 
     def resize(self, image: Tensor) -> Tensor:
         h, w = image.shape[-2:]
-        min_size = self._target_min_size()
-        scale = min(min_size / min(h, w), self.max_size / max(h, w))
+        # the scale is computed in float32, as torchvision does, so output sizes match
+        short = torch.tensor(min(h, w), dtype=torch.float32)
+        long = torch.tensor(max(h, w), dtype=torch.float32)
+        scale = torch.minimum(self._target_min_size() / short, self.max_size / long).item()
         return F.interpolate(
             image[None],
             scale_factor=scale,
@@ -66,7 +68,9 @@ class DetectionTransform(nn.Module):
         """Returns (batch [B, 3, Hp, Wp], per-image resized (h, w), scaled targets)."""
         resized, sizes, out_targets = [], [], [] if targets is not None else None
         for i, img in enumerate(images):
-            img = (img - self.mean.to(img)) / self.std.to(img)
+            mean = torch.as_tensor(self.image_mean, dtype=img.dtype, device=img.device)
+            std = torch.as_tensor(self.image_std, dtype=img.dtype, device=img.device)
+            img = (img - mean[:, None, None]) / std[:, None, None]
             new = self.resize(img)
             resized.append(new)
             sizes.append((int(new.shape[-2]), int(new.shape[-1])))

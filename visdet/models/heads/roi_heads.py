@@ -57,9 +57,9 @@ class RoIHeads(nn.Module):
     """Sample proposals, pool them, classify and refine; losses in training, detections in eval.
 
     Args:
-        box_roi_pool: the multi-scale RoIAlign.
-        box_head: pooled features -> vectors.
-        box_predictor: vectors -> class logits and deltas.
+        box_roi_pool: the multi-scale RoIAlign (default: P2-P5, 7x7, sampling 2).
+        box_head: pooled features -> vectors (default: TwoMLPHead, 1024).
+        box_predictor: vectors -> class logits and deltas (default: 80 classes).
         fg_iou_thresh / bg_iou_thresh: proposal IoU for foreground / below which background.
         batch_size_per_image, positive_fraction: proposals sampled per image for the loss.
         bbox_reg_weights: box coder weights (10, 10, 5, 5).
@@ -71,9 +71,9 @@ class RoIHeads(nn.Module):
 
     def __init__(
         self,
-        box_roi_pool: MultiScaleRoIAlign,
-        box_head: nn.Module,
-        box_predictor: FastRCNNPredictor,
+        box_roi_pool: MultiScaleRoIAlign | None = None,
+        box_head: nn.Module | None = None,
+        box_predictor: FastRCNNPredictor | None = None,
         fg_iou_thresh: float = 0.5,
         bg_iou_thresh: float = 0.5,
         batch_size_per_image: int = 512,
@@ -85,10 +85,10 @@ class RoIHeads(nn.Module):
         min_size: float = 1e-2,
     ) -> None:
         super().__init__()
-        self.box_roi_pool = box_roi_pool
-        self.box_head = box_head
-        self.box_predictor = box_predictor
-        self.num_classes = box_predictor.num_classes
+        self.box_roi_pool = box_roi_pool if box_roi_pool is not None else MultiScaleRoIAlign()
+        self.box_head = box_head if box_head is not None else TwoMLPHead()
+        self.box_predictor = box_predictor if box_predictor is not None else FastRCNNPredictor()
+        self.num_classes = self.box_predictor.num_classes
         self.matcher = Matcher(fg_iou_thresh, bg_iou_thresh, allow_low_quality_matches=False)
         self.sampler = BalancedPositiveNegativeSampler(batch_size_per_image, positive_fraction)
         self.box_coder = BoxCoder(tuple(bbox_reg_weights))

@@ -63,8 +63,9 @@ class RPN(nn.Module):
     """Proposals from anchors, with training losses.
 
     Args:
-        head: the RPNHead (its anchors per location must match the anchor generator).
-        anchor_generator: anchors per level.
+        head: the RPNHead (its anchors per location must match the anchor generator);
+            default: 256 input channels, one conv.
+        anchor_generator: anchors per level; default: FPN sizes 32..512, ratios 0.5, 1, 2.
         fg_iou_thresh / bg_iou_thresh: anchor IoU above which an anchor is positive / below
             which it is negative (in between: ignored); low-quality matches are kept.
         batch_size_per_image, positive_fraction: anchors sampled per image for the loss.
@@ -76,8 +77,8 @@ class RPN(nn.Module):
 
     def __init__(
         self,
-        head: RPNHead,
-        anchor_generator: AnchorGenerator,
+        head: RPNHead | None = None,
+        anchor_generator: AnchorGenerator | None = None,
         fg_iou_thresh: float = 0.7,
         bg_iou_thresh: float = 0.3,
         batch_size_per_image: int = 256,
@@ -91,6 +92,9 @@ class RPN(nn.Module):
         min_size: float = 1e-3,
     ) -> None:
         super().__init__()
+        anchor_generator = anchor_generator if anchor_generator is not None else AnchorGenerator()
+        if head is None:
+            head = RPNHead(256, anchor_generator.num_anchors_per_location()[0])
         per_location = set(anchor_generator.num_anchors_per_location())
         if per_location != {head.cls_logits.out_channels}:
             raise ValueError(

@@ -1,0 +1,44 @@
+"""Deterministic, framework-independent weights for comparing two implementations.
+
+Values come from a closed formula (no random generator), so torchvision (in its own
+virtualenv) and visdet fill the same tensors with the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def value(key: str, index: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """float64 values for tensor number ``index`` (in torchvision's state-dict order)."""
+    n = math.prod(shape)
+    v = torch.sin(torch.arange(n, dtype=torch.float64) * 0.7 + index * 1.3)
+    if key.endswith("running_var"):
+        return (1.0 + 0.5 * v.abs()).reshape(shape)
+    if key.endswith("running_mean") or (key.endswith("bias") and len(shape) == 1):
+        return (0.05 * v).reshape(shape)
+    if len(shape) == 1:  # norm weights
+        return (1.0 + 0.1 * v).reshape(shape)
+    fan_in = n // shape[0]
+    gain = 0.02 if "bbox_pred" in key else 1.0  # small box deltas: proposals near anchors
+    return (gain * v * math.sqrt(3.0 / fan_in)).reshape(shape)  # uniform-like, unit gain
+
+
+def fill(keys_and_shapes: list[tuple[str, tuple[int, ...]]]) -> dict[str, torch.Tensor]:
+    return {k: value(k, i, s) for i, (k, s) in enumerate(keys_and_shapes) if len(s) > 0}
+
+
+def images() -> list[torch.Tensor]:
+    """Two float64 test images (different sizes) with smooth structure in [0, 1]."""
+    out = []
+    for h, w, phase in ((120, 160, 0.0), (96, 72, 1.0)):
+        y = torch.linspace(0, 1, h, dtype=torch.float64)[:, None]
+        x = torch.linspace(0, 1, w, dtype=torch.float64)[None, :]
+        chans = [
+            0.5 + 0.5 * torch.sin(6 * x + 4 * y + phase + c) * torch.cos(5 * y - c)
+            for c in range(3)
+        ]
+        out.append(torch.stack(chans))
+    return out
