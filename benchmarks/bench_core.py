@@ -147,10 +147,10 @@ def bench_roi_align(repeats: int) -> None:
 
 
 class PartTimer:
-    """Forward wall time of named sub-modules, via forward pre/post hooks."""
+    """Forward wall time of named sub-modules per call of the whole model (hooks)."""
 
     def __init__(self, parts: dict[str, torch.nn.Module]) -> None:
-        self.totals = dict.fromkeys(parts, 0.0)
+        self.current = dict.fromkeys(parts, 0.0)
         self._start: dict[str, float] = {}
         for name, module in parts.items():
             module.register_forward_pre_hook(lambda m, a, n=name: self._begin(n))
@@ -160,29 +160,82 @@ class PartTimer:
         self._start[name] = time.perf_counter()
 
     def _end(self, name: str) -> None:
-        self.totals[name] += time.perf_counter() - self._start[name]
+        self.current[name] += time.perf_counter() - self._start[name]
 
-    def reset(self) -> None:
-        self.totals = dict.fromkeys(self.totals, 0.0)
+    def measure(self, fn: Callable[[], object], repeats: int) -> dict[str, float]:
+        """Medians over ``repeats`` calls of the total and of each part; ``rest`` is the
+        median of (total - parts): backward, transform and glue."""
+        fn()  # warm-up
+        rows = []
+        for _ in range(repeats):
+            self.current = dict.fromkeys(self.current, 0.0)
+            t = time.perf_counter()
+            fn()
+            total = time.perf_counter() - t
+            rows.append(
+                {"total": total, **self.current, "rest": total - sum(self.current.values())}
+            )
+        out = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+        totals = sorted(r["total"] for r in rows)
+        out["iqr"] = totals[(3 * len(totals)) // 4] - totals[len(totals) // 4]
+        return out
+
+
+def torchvision_twin(depth: int, size: int):
+    """torchvision's Faster R-CNN with the same architecture, or None without torchvision."""
+    if torchvision is None:
+        return None
+    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+    from torchvision.ops import misc
+
+    torch.manual_seed(0)
+    backbone = resnet_fpn_backbone(
+        backbone_name=f"resnet{depth}",
+        weights=None,
+        norm_layer=misc.FrozenBatchNorm2d,
+        trainable_layers=3,
+    )
+    return FasterRCNN(backbone, num_classes=81, min_size=size, max_size=size * 2)
 
 
 def bench_detectors(repeats: int, sizes: list[int], depths: list[int]) -> None:
-    widths = [26, 9, 9, 9, 9, 9, 9, 9, 9]
+    widths = [30, 8, 8, 9, 8, 8, 8, 8, 10]
     print("\n## Faster R-CNN ResNet-FPN, 2 images, torchvision defaults (seconds, medians)")
-    print("   parts are forward times; 'rest' = total - parts (backward, transform, glue)")
-    print(row(["case", "total", "IQR", "backbone", "neck", "rpn", "roi", "rest", "ref"], widths))
+    print("   parts: forward time of each; rest: backward, transform, glue. With torchvision")
+    print("   present both detectors run the same weights (copied by key mapping).")
+    print(
+        row(["case", "total", "IQR", "backbone", "neck", "rpn", "roi", "rest", "proposals"], widths)
+    )
     gen = torch.Generator().manual_seed(0)
     for depth in depths:
         for size in sizes:
             torch.manual_seed(0)
             model = faster_rcnn_resnet_fpn(80, depth=depth, min_size=size, max_size=size * 2)
-            timer = PartTimer(
+            twin = torchvision_twin(depth, size)
+            if twin is not None:
+                from visdet.models.detectors.torchvision_keys import faster_rcnn_from_torchvision
+
+                model.load_state_dict(faster_rcnn_from_torchvision(twin.state_dict()))
+            ours = PartTimer(
                 {
                     "backbone": model.backbone,
                     "neck": model.neck,
                     "rpn": model.rpn,
                     "roi": model.roi_heads,
                 }
+            )
+            theirs = (
+                None
+                if twin is None
+                else PartTimer(
+                    {
+                        "backbone": twin.backbone.body,
+                        "neck": twin.backbone.fpn,
+                        "rpn": twin.rpn,
+                        "roi": twin.roi_heads,
+                    }
+                )
             )
             images = [torch.rand(3, size, size, generator=gen) for _ in range(2)]
             targets = []
@@ -195,56 +248,50 @@ def bench_detectors(repeats: int, sizes: list[int], depths: list[int]) -> None:
                         "labels": torch.randint(1, 81, (5,), generator=gen),
                     }
                 )
+            with torch.no_grad():
+                model.eval()
+                proposals = model.rpn(
+                    list(model.neck(model.backbone(model.transform(images)[0])).values()),
+                    model.transform(images)[1],
+                    (size, size),
+                )[0]
+            n_props = "/".join(str(len(p)) for p in proposals)
 
-            def train_step(m=model, im=images, tg=targets):
+            def train_step(m, im=images, tg=targets):
                 m.train()
                 sum(m(im, tg).values()).backward()
 
-            def infer(m=model, im=images):
+            def infer(m, im=images):
                 m.eval()
                 with torch.no_grad():
                     m(im)
 
             for mode, fn in (("train", train_step), ("infer", infer)):
-                fn()
-                timer.reset()
-                med, iqr = timeit(fn, repeats, warmup=0)
-                parts = {k: v / repeats for k, v in timer.totals.items()}
-                ref = DETECTOR_REFERENCE_S.get((f"R{depth}", size, mode))
-                if torchvision is not None and depth == 50:
-                    ref = time_torchvision_detector(mode, size, images, targets, repeats)
-                print(
-                    row(
-                        [
-                            f"R{depth} {size}x{size} {mode}",
-                            f"{med:.3f}",
-                            f"{iqr:.3f}",
-                            *(f"{parts[k]:.3f}" for k in ("backbone", "neck", "rpn", "roi")),
-                            f"{med - sum(parts.values()):.3f}",
-                            "-" if ref is None else f"{ref:.3f}",
-                        ],
-                        widths,
+                for name, timer, m in (("visdet", ours, model), ("torchvision", theirs, twin)):
+                    if timer is None:
+                        continue
+                    r = timer.measure(lambda m=m, fn=fn: fn(m), repeats)
+                    print(
+                        row(
+                            [
+                                f"R{depth} {size} {mode} {name}",
+                                f"{r['total']:.3f}",
+                                f"{r['iqr']:.3f}",
+                                *(
+                                    f"{r[k]:.3f}"
+                                    for k in ("backbone", "neck", "rpn", "roi", "rest")
+                                ),
+                                n_props if name == "visdet" else "",
+                            ],
+                            widths,
+                        ),
+                        flush=True,
                     )
-                )
-
-
-def time_torchvision_detector(mode, size, images, targets, repeats) -> float:
-    from torchvision.models.detection import fasterrcnn_resnet50_fpn
-
-    torch.manual_seed(0)
-    m = fasterrcnn_resnet50_fpn(
-        weights=None, weights_backbone=None, num_classes=81, min_size=size, max_size=size * 2
-    )
-    if mode == "train":
-        m.train()
-        return timeit(lambda: sum(m(images, targets).values()).backward(), repeats)[0]
-    m.eval()
-
-    def infer():
-        with torch.no_grad():
-            m(images)
-
-    return timeit(infer, repeats)[0]
+            if twin is None:
+                for mode in ("train", "infer"):
+                    ref = DETECTOR_REFERENCE_S.get((f"R{depth}", size, mode))
+                    if ref is not None:
+                        print(f"   stored torchvision reference R{depth} {size} {mode}: {ref} s")
 
 
 def main() -> None:
