@@ -1,7 +1,7 @@
 """A plain-PyTorch Faster R-CNN demo on synthetic rectangles (``make train`` until the
 Lightning/Hydra training stack lands).
 
-    python -m visdet.demo --steps 60 --depth 18
+    python -m visdet.demo --steps 100 --depth 18
 
 It draws a few images with coloured rectangles (class = colour), trains a small R18-FPN
 Faster R-CNN from scratch for ``--steps`` SGD steps, prints the loss terms as it goes and
@@ -42,7 +42,7 @@ def synthetic_image(gen: torch.Generator, size: int = 128) -> tuple[torch.Tensor
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=60, help="SGD steps (default 60)")
+    parser.add_argument("--steps", type=int, default=100, help="SGD steps (default 100)")
     parser.add_argument("--depth", type=int, default=18, choices=(18, 34, 50, 101))
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
