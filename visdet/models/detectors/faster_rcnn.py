@@ -79,7 +79,7 @@ def faster_rcnn_resnet_fpn(
     frozen_stages: int = 1,
     norm: str = "frozen_bn",
     fpn_channels: int = 256,
-    min_size: int | Sequence[int] = 800,
+    min_size: int | Sequence[int] | None = 800,
     max_size: int = 1333,
     anchor_sizes: Sequence[Sequence[float]] = ((32,), (64,), (128,), (256,), (512,)),
     aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),

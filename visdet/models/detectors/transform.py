@@ -17,7 +17,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class DetectionTransform(nn.Module):
     """Images [3, H, W] in [0, 1] -> one normalised, padded batch [B, 3, Hp, Wp].
 
-    Each image is resized (bilinear) by ``min(min_size / short side, max_size / long side)``;
+    Each image is resized (bilinear) by ``min(min_size / short side, max_size / long side)``
+    (``min_size=None``: no resizing, when the data pipeline already sized the images);
     in training ``min_size`` may list several sizes, one chosen at random per image (the last
     is used in eval). The batch is zero-padded at the bottom/right to a multiple of
     ``size_divisible``. Target boxes are scaled with their image; ``postprocess`` maps
@@ -26,13 +27,15 @@ class DetectionTransform(nn.Module):
 
     def __init__(
         self,
-        min_size: int | Sequence[int] = 800,
+        min_size: int | Sequence[int] | None = 800,
         max_size: int = 1333,
         image_mean: Sequence[float] = IMAGENET_MEAN,
         image_std: Sequence[float] = IMAGENET_STD,
         size_divisible: int = 32,
     ) -> None:
         super().__init__()
+        self.resize_images = min_size is not None
+        min_size = 1 if min_size is None else min_size
         self.min_size = (min_size,) if isinstance(min_size, int) else tuple(min_size)
         if not self.min_size or any(s < 1 for s in self.min_size) or max_size < 1:
             raise ValueError(f"min_size and max_size must be positive, got {min_size}, {max_size}")
@@ -49,6 +52,8 @@ class DetectionTransform(nn.Module):
         return random.choice(self.min_size) if self.training else self.min_size[-1]
 
     def resize(self, image: Tensor) -> Tensor:
+        if not self.resize_images:
+            return image
         h, w = image.shape[-2:]
         # the scale is computed in float32, as torchvision does, so output sizes match
         short = torch.tensor(min(h, w), dtype=torch.float32)

@@ -1,0 +1,142 @@
+"""Check a composed config before any work starts.
+
+Every node with a ``_target_`` is checked against the target's signature: unknown keys,
+missing required arguments, ``???`` values and wrong simple types (int, float, bool, str,
+sequences) stop with one short message naming the key and the allowed options. The
+top-level keys are checked against ``TOP_LEVEL``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from typing import Any
+
+from hydra.utils import get_method
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+TOP_LEVEL = {
+    "data", "model", "aug", "optim", "sched", "trainer", "callbacks", "logger", "paths",
+    "seed", "task_name", "optimized_metric", "ckpt_path", "test", "tags", "experiment",
+    "debug", "hparams_search", "hydra",
+}
+
+
+# arguments that visdet.run passes at instantiation time, so the config must not set them
+INJECTED = {
+    "model": {"optimizer", "scheduler", "augment"},
+    "trainer": {"callbacks", "logger"},
+}
+
+
+class ConfigError(ValueError):
+    """A config key is unknown, missing or of the wrong type."""
+
+
+def _allowed(annotation: Any) -> tuple[type, ...] | None:
+    """Python types a config value may have for an annotation; None = not checked."""
+    if isinstance(annotation, str) or annotation is inspect.Parameter.empty:
+        return None
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        out: tuple[type, ...] = ()
+        for arg in typing.get_args(annotation):
+            sub = _allowed(arg)
+            if sub is None:
+                return None
+            out += sub
+        return out
+    if annotation is type(None):
+        return (type(None),)
+    if annotation is bool:
+        return (bool,)
+    if annotation is int:
+        return (int,)
+    if annotation is float:
+        return (int, float)
+    if annotation is str:
+        return (str,)
+    base = origin or annotation
+    if base in (list, tuple, typing.Sequence) or (
+            isinstance(base, type) and base.__module__ == "collections.abc"
+            and base.__name__ == "Sequence"):
+        return (list, tuple, ListConfig)
+    if base is dict:
+        return (dict, DictConfig)
+    return None
+
+
+def _check_node(node: DictConfig, path: str) -> None:
+    target = node.get("_target_")
+    try:
+        fn = get_method(target)
+    except Exception as e:  # noqa: BLE001 - re-raised with the key named
+        raise ConfigError(f"{path}._target_: cannot import {target!r} ({e})") from None
+    sig = inspect.signature(fn)
+    params = {n: p for n, p in sig.parameters.items() if n not in ("self", "args", "kwargs")}
+    has_kwargs = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    try:
+        hints = typing.get_type_hints(fn.__init__ if inspect.isclass(fn) else fn)
+    except Exception:  # noqa: BLE001 - unresolvable annotations are simply not type-checked
+        hints = {}
+    keys = [k for k in node.keys() if not str(k).startswith("_")]
+    for key in keys:
+        if key not in params and not has_kwargs:
+            raise ConfigError(f"{path}.{key}: unknown key for {target}; allowed: "
+                              f"{', '.join(params) or '(none)'}")
+    partial = bool(node.get("_partial_", False))
+    for name, p in params.items():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if name not in keys:
+            if p.default is p.empty and not partial and name not in INJECTED.get(path, ()):
+                raise ConfigError(f"{path}.{name}: missing value (required by {target})")
+            continue
+        if OmegaConf.is_missing(node, name):
+            raise ConfigError(f"{path}.{name}: missing value ('???'); set it on the command "
+                              f"line, e.g. {path}.{name}=...")
+        value = node[name]
+        if isinstance(value, DictConfig) and "_target_" in value:
+            continue
+        allowed = _allowed(hints.get(name, p.annotation))
+        if allowed is None or value is None and type(None) in allowed:
+            continue
+        ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
+        if not ok:
+            names = sorted({a.__name__ for a in allowed} - {"ListConfig", "DictConfig"})
+            raise ConfigError(f"{path}.{name}: expected {' or '.join(names)}, got "
+                              f"{type(value).__name__} {value!r}")
+
+
+def _walk(node: Any, path: str) -> None:
+    if isinstance(node, DictConfig):
+        if "_target_" in node:
+            _check_node(node, path)
+        for key in node.keys():
+            if str(key).startswith("_") or OmegaConf.is_missing(node, key):
+                continue
+            _walk(node[key], f"{path}.{key}" if path else str(key))
+    elif isinstance(node, ListConfig):
+        for i, item in enumerate(node):
+            _walk(item, f"{path}[{i}]")
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise ConfigError naming the first bad key of ``cfg``."""
+    unknown = sorted(set(cfg.keys()) - TOP_LEVEL)
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown top-level key; allowed: "
+                          f"{', '.join(sorted(TOP_LEVEL))}")
+    for group in ("data", "model", "aug", "optim", "trainer"):
+        if group not in cfg or cfg[group] is None:
+            raise ConfigError(f"{group}: missing config group; pick one, e.g. {group}=...")
+    for key in cfg.keys():
+        if key == "hydra":
+            continue
+        try:
+            OmegaConf.to_container(cfg[key], resolve=True, throw_on_missing=False) if isinstance(
+                cfg[key], (DictConfig, ListConfig)) else cfg[key]
+        except Exception as e:  # noqa: BLE001 - interpolation errors, re-raised briefly
+            raise ConfigError(f"{key}: cannot resolve an interpolation ({e})") from None
+        _walk(cfg[key], str(key))

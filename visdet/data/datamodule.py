@@ -1,0 +1,121 @@
+"""LightningDataModule for COCO-format detection data."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator
+
+import lightning as L
+from torch.utils.data import DataLoader, Sampler
+
+from visdet.data.coco import CocoDetection
+
+log = logging.getLogger(__name__)
+
+
+def collate_detection(items: list) -> dict:
+    """A batch ``{"images": [Tensor[3, H, W]], "targets": [dict], "skipped": int}``: lists
+    because sizes vary; ``None`` items (unreadable images) are left out and counted."""
+    good = [it for it in items if it is not None]
+    return {"images": [it[0] for it in good], "targets": [it[1] for it in good],
+            "skipped": len(items) - len(good)}
+
+
+class AspectRatioBatchSampler(Sampler[list[int]]):
+    """Batches of images on the same side of aspect ratio 1 (landscape vs portrait), in a
+    shuffled order that a seed and the epoch fix."""
+
+    def __init__(self, aspect_ratios: list[float], batch_size: int, seed: int = 0,
+                 drop_last: bool = False) -> None:
+        self.groups = [[i for i, a in enumerate(aspect_ratios) if a >= 1],
+                       [i for i, a in enumerate(aspect_ratios) if a < 1]]
+        self.batch_size, self.seed, self.drop_last, self.epoch = batch_size, seed, drop_last, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _batches(self) -> list[list[int]]:
+        rng = random.Random(self.seed + self.epoch)
+        batches = []
+        for group in self.groups:
+            idx = group[:]
+            rng.shuffle(idx)
+            for s in range(0, len(idx), self.batch_size):
+                b = idx[s:s + self.batch_size]
+                if len(b) == self.batch_size or not self.drop_last:
+                    batches.append(b)
+        rng.shuffle(batches)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        self.epoch += 1
+        return iter(self._batches())
+
+    def __len__(self) -> int:
+        return len(self._batches())
+
+
+class DetectionDataModule(L.LightningDataModule):
+    """Train/val loaders over a source's COCO-format splits.
+
+    Args:
+        source: a ShapesSource or CocoSource (anything with ``prepare()`` and ``splits()``).
+        num_classes: the number of object classes; checked against the annotation file.
+        batch_size: images per batch (per process).
+        num_workers, pin_memory, persistent_workers: DataLoader settings.
+        group_by_aspect_ratio: batch landscape and portrait images separately.
+        seed: shuffling seed of the aspect-ratio sampler.
+    """
+
+    def __init__(self, source, num_classes: int, batch_size: int = 4, num_workers: int = 0,
+                 pin_memory: bool = False, persistent_workers: bool = False,
+                 group_by_aspect_ratio: bool = False, seed: int = 0) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
+        self.source = source
+        self.num_classes = num_classes
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers and num_workers > 0
+        self.group_by_aspect_ratio = group_by_aspect_ratio
+        self.seed = seed
+        self.train_set: CocoDetection | None = None
+        self.val_set: CocoDetection | None = None
+        self.skipped_images = 0
+
+    def prepare_data(self) -> None:
+        self.source.prepare()  # generation / existence checks, once, on rank 0
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.val_set is not None:
+            return
+        splits = self.source.splits()
+        self.train_set = CocoDetection(splits["train"].ann_file, splits["train"].image_dir)
+        self.val_set = CocoDetection(splits["val"].ann_file, splits["val"].image_dir)
+        for name, ds in (("train", self.train_set), ("val", self.val_set)):
+            if len(ds.cat_ids) != self.num_classes:
+                raise ValueError(f"data.num_classes is {self.num_classes} but {ds.ann_file} has "
+                                 f"{len(ds.cat_ids)} categories ({name} split)")
+
+    def _loader(self, dataset: CocoDetection, train: bool) -> DataLoader:
+        common = {"num_workers": self.num_workers, "pin_memory": self.pin_memory,
+                  "collate_fn": collate_detection,
+                  "persistent_workers": self.persistent_workers}
+        if train and self.group_by_aspect_ratio:
+            sampler = AspectRatioBatchSampler(dataset.aspect_ratios(), self.batch_size, self.seed)
+            return DataLoader(dataset, batch_sampler=sampler, **common)
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=train, **common)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, train=False)

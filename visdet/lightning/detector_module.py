@@ -1,0 +1,121 @@
+"""LightningModule wrapping any visdet detector (``model(images, targets)`` contract)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+
+import lightning as L
+import torch
+from torch import nn
+
+from visdet.data.augment import DetectionAugment
+from visdet.metrics import CocoMeanAP
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss."""
+
+
+class DetectorModule(L.LightningModule):
+    """Train and evaluate a detector.
+
+    Args:
+        detector: an nn.Module following the detector contract (training: dict of losses;
+            eval: per-image dicts of boxes, scores, labels in input-image pixels).
+        optimizer: a partial optimizer (``_partial_: true``), called with the trainable params.
+        scheduler: a partial schedule called with (optimizer, total_steps), or None.
+        augment: the device-side augmentation (resizing included).
+    """
+
+    def __init__(self, detector: nn.Module, optimizer: Callable, scheduler: Callable | None = None,
+                 augment: DetectionAugment | None = None) -> None:
+        super().__init__()
+        self.detector = detector
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.augment = augment if augment is not None else DetectionAugment()
+        self.val_metric: CocoMeanAP | None = None
+        self.skipped_images = 0
+        self.last_results: dict = {}
+
+    # -- data ---------------------------------------------------------------------------
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """Augment (training) or resize (evaluation) the batch on its device; returns
+        (images, targets)."""
+        images, targets = batch["images"], batch["targets"]
+        self.skipped_images += int(batch.get("skipped", 0))
+        if not images:
+            return images, targets
+        return self.augment(images, targets, train=self.training)
+
+    def _metric(self) -> CocoMeanAP:
+        dm = self.trainer.datamodule
+        if self.val_metric is None or self.val_metric.ann_file != str(dm.val_set.ann_file):
+            self.val_metric = CocoMeanAP(dm.val_set.ann_file).to(self.device)
+        return self.val_metric
+
+    # -- steps --------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx: int):
+        images, targets = batch
+        if not images:
+            return None  # every image of the batch was unreadable
+        losses = self.detector(images, targets)
+        loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            terms = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+            raise NonFiniteLossError(
+                f"non-finite training loss at epoch {self.current_epoch}, step "
+                f"{self.global_step} ({terms}); lower the learning rate or enable gradient "
+                "clipping. The last good checkpoint is kept.")
+        bs = len(images)
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        for name, value in losses.items():
+            self.log(f"train/{name}", value, batch_size=bs)
+        return loss
+
+    def _eval_step(self, batch) -> None:
+        images, targets = batch
+        if not images:
+            return
+        preds = self.detector(images)
+        for p, t in zip(preds, targets, strict=True):
+            (ih, iw), (oh, ow) = t["input_size"], t["orig_size"]
+            p["boxes"] = p["boxes"] * p["boxes"].new_tensor([ow / iw, oh / ih, ow / iw, oh / ih])
+        self._metric().update(preds, [t["image_id"] for t in targets])
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def _log_metric(self, prefix: str) -> None:
+        metric = self._metric()
+        results = metric.compute()
+        metric.reset()
+        self.last_results = results
+        for name, value in results.items():
+            if name != "per_class":
+                self.log(f"{prefix}/{name}", -1.0 if math.isnan(value) else value,
+                         sync_dist=False, rank_zero_only=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metric("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metric("test")
+
+    # -- optimisation ---------------------------------------------------------------------
+    def configure_optimizers(self):
+        params = [p for p in self.detector.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params)
+        if self.scheduler_factory is None:
+            return optimizer
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer, total_steps=total)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,111 @@
+"""COCO box mAP as a torchmetrics Metric whose compute runs pycocotools' COCOeval."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+
+import numpy as np
+import torch
+from pycocotools.cocoeval import COCOeval
+from torch import Tensor
+from torchmetrics import Metric
+
+from visdet.data.coco import load_coco
+
+SUMMARY_NAMES = ("mAP", "mAP50", "mAP75", "mAP_small", "mAP_medium", "mAP_large",
+                 "mAR_1", "mAR_10", "mAR_100", "mAR_small", "mAR_medium", "mAR_large")
+
+
+class CocoMeanAP(Metric):
+    """Accumulates detections (in original-image pixels, contiguous labels) and evaluates
+    them against a COCO annotation file.
+
+    ``update(preds, image_ids)``: per image a dict with ``boxes`` [D, 4] xyxy, ``scores`` [D]
+    and ``labels`` [D] in 1..K, where label k is the k-th category id in sorted order.
+    ``compute()`` returns ``mAP``, ``mAP50``, ``mAP75``, small/medium/large AP, AR@1/10/100
+    and ``per_class`` (category name -> AP, nan for a class without ground truth).
+    Only images seen by ``update`` are evaluated. State is synchronised across processes.
+    """
+
+    full_state_update = False
+
+    def __init__(self, ann_file: str | os.PathLike, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.ann_file = str(ann_file)
+        self.coco_gt = load_coco(ann_file)
+        self.cat_ids = sorted(self.coco_gt.getCatIds())
+        self.add_state("boxes", default=[], dist_reduce_fx="cat")
+        self.add_state("scores", default=[], dist_reduce_fx="cat")
+        self.add_state("labels", default=[], dist_reduce_fx="cat")
+        self.add_state("det_image_ids", default=[], dist_reduce_fx="cat")
+        self.add_state("seen_image_ids", default=[], dist_reduce_fx="cat")
+
+    def update(self, preds: list[dict[str, Tensor]], image_ids: list[int]) -> None:
+        if len(preds) != len(image_ids):
+            raise ValueError(f"got {len(preds)} predictions for {len(image_ids)} image ids")
+        for p, image_id in zip(preds, image_ids, strict=True):
+            n = p["boxes"].shape[0]
+            self.boxes.append(p["boxes"].detach().float().reshape(n, 4))
+            self.scores.append(p["scores"].detach().float().reshape(n))
+            self.labels.append(p["labels"].detach().long().reshape(n))
+            self.det_image_ids.append(torch.full((n,), int(image_id), dtype=torch.long,
+                                                 device=self.device))
+            self.seen_image_ids.append(torch.tensor([int(image_id)], device=self.device))
+
+    @staticmethod
+    def _cat(states) -> Tensor:
+        if isinstance(states, Tensor):
+            return states
+        return torch.cat(states) if len(states) else torch.zeros(0)
+
+    def compute(self) -> dict:
+        boxes = self._cat(self.boxes).cpu().reshape(-1, 4)
+        scores = self._cat(self.scores).cpu().reshape(-1)
+        labels = self._cat(self.labels).cpu().long().reshape(-1)
+        det_ids = self._cat(self.det_image_ids).cpu().long().reshape(-1)
+        seen = sorted(set(self._cat(self.seen_image_ids).cpu().long().tolist()))
+        return evaluate_detections(self.coco_gt, self.cat_ids, boxes, scores, labels, det_ids,
+                                   seen)
+
+
+def evaluate_detections(coco_gt, cat_ids: list[int], boxes: Tensor, scores: Tensor,
+                        labels: Tensor, image_ids: Tensor, seen_ids: list[int]) -> dict:
+    """Run COCOeval (bbox) on detections given as flat tensors."""
+    results = {name: float("nan") for name in SUMMARY_NAMES}
+    results["per_class"] = {coco_gt.cats[c].get("name", str(c)): float("nan") for c in cat_ids}
+    if not seen_ids:
+        return results
+    xywh = boxes.clone()
+    xywh[:, 2:] -= xywh[:, :2]
+    dets = [{"image_id": int(i), "category_id": cat_ids[int(lab) - 1],
+             "bbox": [float(v) for v in b], "score": float(s)}
+            for i, lab, b, s in zip(image_ids, labels, xywh, scores, strict=True)]
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_dt = coco_gt.loadRes(dets) if dets else _empty_results(coco_gt)
+        ev = COCOeval(coco_gt, coco_dt, "bbox")
+        ev.params.imgIds = seen_ids
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    stats = [float(v) for v in ev.stats]
+    results.update({name: (v if v >= 0 else float("nan")) for name, v in
+                    zip(SUMMARY_NAMES, stats, strict=True)})
+    precision = ev.eval["precision"]  # [T, R, K, A, M]
+    for k, cat in enumerate(cat_ids):
+        p = precision[:, :, k, 0, -1]
+        p = p[p > -1]
+        results["per_class"][coco_gt.cats[cat].get("name", str(cat))] = (
+            float(np.mean(p)) if p.size else float("nan"))
+    return results
+
+
+def _empty_results(coco_gt):
+    from pycocotools.coco import COCO
+
+    empty = COCO()
+    empty.dataset = {"images": list(coco_gt.dataset["images"]), "annotations": [],
+                     "categories": list(coco_gt.dataset["categories"])}
+    empty.createIndex()
+    return empty

@@ -1,0 +1,111 @@
+"""The training run behind ``train.py``: instantiate from config, fit, test the best
+checkpoint, write ``metrics.json`` and print the final line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from visdet.config.validate import validate_config
+
+log = logging.getLogger(__name__)
+
+FINAL_KEYS = ("mAP", "mAP50", "mAP75")
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON to a temporary file in the same folder, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2, allow_nan=True)
+    os.replace(tmp, path)
+
+
+def _instantiate_dict(node: DictConfig | None) -> list:
+    """Objects of a group whose entries each have a ``_target_`` (callbacks, loggers)."""
+    if not node:
+        return []
+    return [instantiate(v) for v in node.values() if v is not None and "_target_" in v]
+
+
+def format_per_class(per_class: dict[str, float]) -> str:
+    width = max([5] + [len(k) for k in per_class])
+    rows = [f"{'class'.ljust(width)}  AP"]
+    rows += [f"{k.ljust(width)}  {'n/a' if math.isnan(v) else f'{v:.4f}'}"
+             for k, v in per_class.items()]
+    return "\n".join(rows)
+
+
+def train(cfg: DictConfig) -> dict:
+    """Run training as configured; returns the metrics written to metrics.json."""
+    validate_config(cfg)
+    start = time.perf_counter()
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+    datamodule = instantiate(cfg.data)
+    module = instantiate(cfg.model, optimizer=instantiate(cfg.optim),
+                         scheduler=instantiate(cfg.sched) if cfg.get("sched") else None,
+                         augment=instantiate(cfg.aug))
+    callbacks = _instantiate_dict(cfg.get("callbacks"))
+    loggers = _instantiate_dict(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    _save_config(cfg, output_dir)
+
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=False)
+    fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    results = dict(module.last_results)
+    best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+    if cfg.get("test", True) and not trainer.fast_dev_run:
+        trainer.test(module, datamodule=datamodule, ckpt_path=best if best else None,
+                     weights_only=False)
+        results = dict(module.last_results)
+    metrics = {
+        **{f"val/{k}": v for k, v in results.items() if k != "per_class"},
+        "per_class_AP": results.get("per_class", {}),
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "time_s": round(time.perf_counter() - start, 1),
+        "best_checkpoint": best,
+        "skipped_images": module.skipped_images,
+        "last_fit_metrics": fit_metrics,
+    }
+    _report(metrics, output_dir)
+    return metrics
+
+
+@rank_zero_only
+def _save_config(cfg: DictConfig, output_dir: Path) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(
+        OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True))
+
+
+@rank_zero_only
+def _report(metrics: dict, output_dir: Path) -> None:
+    write_json_atomic(output_dir / "metrics.json", metrics)
+    if metrics["per_class_AP"]:
+        log.info("per-class AP (val):\n%s", format_per_class(metrics["per_class_AP"]))
+    if metrics["skipped_images"]:
+        log.warning("%d unreadable images were skipped", metrics["skipped_images"])
+    log.info("outputs: %s (checkpoints: %s, metrics.json, logs)", output_dir,
+             metrics["best_checkpoint"] or "none")
+    final = " ".join(f"val/{k}={metrics.get(f'val/{k}', float('nan')):.4f}" for k in FINAL_KEYS)
+    print(f"final: {final} epochs={metrics['epochs']} time={metrics['time_s']:.0f}s", flush=True)
+
+
+def metric_value(metrics: dict, name: str) -> float:
+    """The value of ``optimized_metric`` (e.g. ``val/mAP``) for sweepers; nan if absent."""
+    value = metrics.get(name)
+    return float("nan") if value is None else float(value)
