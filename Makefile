@@ -33,10 +33,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_core.py
 
-# The main training job arrives with the training stack (issue 3); until then `make train`
-# runs the core detector on a built-in smoke batch so the command exists and works.
+# The main job: Faster R-CNN R18-FPN on the built-in shapes dataset (extra overrides: ARGS=...).
 train: $(STAMP)
-	$(PY) -m visdet.demo
+	$(PY) train.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -42,8 +42,9 @@ def _instantiate_dict(node: DictConfig | None) -> list:
 def format_per_class(per_class: dict[str, float]) -> str:
     width = max([5] + [len(k) for k in per_class])
     rows = [f"{'class'.ljust(width)}  AP"]
-    rows += [f"{k.ljust(width)}  {'n/a' if math.isnan(v) else f'{v:.4f}'}"
-             for k, v in per_class.items()]
+    rows += [
+        f"{k.ljust(width)}  {'n/a' if math.isnan(v) else f'{v:.4f}'}" for k, v in per_class.items()
+    ]
     return "\n".join(rows)
 
 
@@ -55,9 +56,12 @@ def train(cfg: DictConfig) -> dict:
         L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     datamodule = instantiate(cfg.data)
-    module = instantiate(cfg.model, optimizer=instantiate(cfg.optim),
-                         scheduler=instantiate(cfg.sched) if cfg.get("sched") else None,
-                         augment=instantiate(cfg.aug))
+    module = instantiate(
+        cfg.model,
+        optimizer=instantiate(cfg.optim),
+        scheduler=instantiate(cfg.sched) if cfg.get("sched") else None,
+        augment=instantiate(cfg.aug),
+    )
     callbacks = _instantiate_dict(cfg.get("callbacks"))
     loggers = _instantiate_dict(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -68,8 +72,9 @@ def train(cfg: DictConfig) -> dict:
     results = dict(module.last_results)
     best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
     if cfg.get("test", True) and not trainer.fast_dev_run:
-        trainer.test(module, datamodule=datamodule, ckpt_path=best if best else None,
-                     weights_only=False)
+        trainer.test(
+            module, datamodule=datamodule, ckpt_path=best if best else None, weights_only=False
+        )
         results = dict(module.last_results)
     metrics = {
         **{f"val/{k}": v for k, v in results.items() if k != "per_class"},
@@ -88,8 +93,11 @@ def train(cfg: DictConfig) -> dict:
 @rank_zero_only
 def _save_config(cfg: DictConfig, output_dir: Path) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(
-        OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True))
+    (output_dir / "config_resolved.yaml").write_text(
+        OmegaConf.to_yaml(
+            OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True
+        )
+    )
 
 
 @rank_zero_only
@@ -99,8 +107,11 @@ def _report(metrics: dict, output_dir: Path) -> None:
         log.info("per-class AP (val):\n%s", format_per_class(metrics["per_class_AP"]))
     if metrics["skipped_images"]:
         log.warning("%d unreadable images were skipped", metrics["skipped_images"])
-    log.info("outputs: %s (checkpoints: %s, metrics.json, logs)", output_dir,
-             metrics["best_checkpoint"] or "none")
+    log.info(
+        "outputs: %s (checkpoints: %s, metrics.json, logs)",
+        output_dir,
+        metrics["best_checkpoint"] or "none",
+    )
     final = " ".join(f"val/{k}={metrics.get(f'val/{k}', float('nan')):.4f}" for k in FINAL_KEYS)
     print(f"final: {final} epochs={metrics['epochs']} time={metrics['time_s']:.0f}s", flush=True)
 

@@ -1,9 +1,10 @@
 """visdet's Faster R-CNN equals torchvision's on the same weights and input.
 
-The reference (tests/data/torchvision_faster_rcnn_r18.pt) holds torchvision's proposals and
-detections for a ResNet-18 FPN Faster R-CNN whose every tensor comes from a closed formula
-(tests/data/deterministic_weights.py), run in float64. Here the same weights are renamed
-with ``faster_rcnn_from_torchvision`` and loaded strictly into visdet's model.
+The reference (tests/reference_data/torchvision_faster_rcnn_r18.pt) holds torchvision's
+proposals and detections for a ResNet-18 FPN Faster R-CNN whose every tensor comes from a
+closed formula (tests/reference_data/deterministic_weights.py), run in float64. Here the same
+weights are renamed with ``faster_rcnn_from_torchvision`` and loaded strictly into visdet's
+model.
 """
 
 import sys
@@ -15,7 +16,7 @@ import torch
 from visdet.models import faster_rcnn_resnet_fpn
 from visdet.models.detectors.torchvision_keys import faster_rcnn_from_torchvision
 
-DATA_DIR = Path(__file__).parents[1] / "data"
+DATA_DIR = Path(__file__).parents[1] / "reference_data"
 sys.path.insert(0, str(DATA_DIR))
 import deterministic_weights as dw  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""visdet.ops against real torchvision outputs, stored by tests/data/make_*_references.py."""
+"""visdet.ops against real torchvision outputs (tests/reference_data/make_*_references.py)."""
 
 from pathlib import Path
 
@@ -9,7 +9,7 @@ from visdet.models import ResNet
 from visdet.ops import AnchorGenerator, BoxCoder, batched_nms, nms, roi_align
 
 DATA = torch.load(
-    Path(__file__).parents[1] / "data" / "torchvision_references.pt", weights_only=False
+    Path(__file__).parents[1] / "reference_data" / "torchvision_references.pt", weights_only=False
 )
 
 

@@ -15,8 +15,9 @@ class EpochSummary(L.Callback):
         keys: metric names to print when present.
     """
 
-    def __init__(self, keys: tuple[str, ...] = ("train/loss", "val/mAP", "val/mAP50",
-                                                "val/mAP75")) -> None:
+    def __init__(
+        self, keys: tuple[str, ...] = ("train/loss", "val/mAP", "val/mAP50", "val/mAP75")
+    ) -> None:
         self.keys = tuple(keys)
         self._start = 0.0
 
@@ -26,5 +27,8 @@ class EpochSummary(L.Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         metrics = trainer.callback_metrics
         parts = [f"{k}={float(metrics[k]):.4f}" for k in self.keys if k in metrics]
-        rank_zero_info(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: "
-                       + " ".join(parts) + f" ({time.perf_counter() - self._start:.0f}s)")
+        rank_zero_info(
+            f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: "
+            + " ".join(parts)
+            + f" ({time.perf_counter() - self._start:.0f}s)"
+        )

@@ -17,9 +17,25 @@ from hydra.utils import get_method
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 TOP_LEVEL = {
-    "data", "model", "aug", "optim", "sched", "trainer", "callbacks", "logger", "paths",
-    "seed", "task_name", "optimized_metric", "ckpt_path", "test", "tags", "experiment",
-    "debug", "hparams_search", "hydra",
+    "data",
+    "model",
+    "aug",
+    "optim",
+    "sched",
+    "trainer",
+    "callbacks",
+    "logger",
+    "paths",
+    "seed",
+    "task_name",
+    "optimized_metric",
+    "ckpt_path",
+    "test",
+    "tags",
+    "experiment",
+    "debug",
+    "hparams_search",
+    "hydra",
 }
 
 
@@ -59,8 +75,10 @@ def _allowed(annotation: Any) -> tuple[type, ...] | None:
         return (str,)
     base = origin or annotation
     if base in (list, tuple, typing.Sequence) or (
-            isinstance(base, type) and base.__module__ == "collections.abc"
-            and base.__name__ == "Sequence"):
+        isinstance(base, type)
+        and base.__module__ == "collections.abc"
+        and base.__name__ == "Sequence"
+    ):
         return (list, tuple, ListConfig)
     if base is dict:
         return (dict, DictConfig)
@@ -80,11 +98,12 @@ def _check_node(node: DictConfig, path: str) -> None:
         hints = typing.get_type_hints(fn.__init__ if inspect.isclass(fn) else fn)
     except Exception:  # noqa: BLE001 - unresolvable annotations are simply not type-checked
         hints = {}
-    keys = [k for k in node.keys() if not str(k).startswith("_")]
+    keys = [k for k in node if not str(k).startswith("_")]
     for key in keys:
         if key not in params and not has_kwargs:
-            raise ConfigError(f"{path}.{key}: unknown key for {target}; allowed: "
-                              f"{', '.join(params) or '(none)'}")
+            raise ConfigError(
+                f"{path}.{key}: unknown key for {target}; allowed: {', '.join(params) or '(none)'}"
+            )
     partial = bool(node.get("_partial_", False))
     for name, p in params.items():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
@@ -94,8 +113,10 @@ def _check_node(node: DictConfig, path: str) -> None:
                 raise ConfigError(f"{path}.{name}: missing value (required by {target})")
             continue
         if OmegaConf.is_missing(node, name):
-            raise ConfigError(f"{path}.{name}: missing value ('???'); set it on the command "
-                              f"line, e.g. {path}.{name}=...")
+            raise ConfigError(
+                f"{path}.{name}: missing value ('???'); set it on the command "
+                f"line, e.g. {path}.{name}=..."
+            )
         value = node[name]
         if isinstance(value, DictConfig) and "_target_" in value:
             continue
@@ -105,15 +126,17 @@ def _check_node(node: DictConfig, path: str) -> None:
         ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
         if not ok:
             names = sorted({a.__name__ for a in allowed} - {"ListConfig", "DictConfig"})
-            raise ConfigError(f"{path}.{name}: expected {' or '.join(names)}, got "
-                              f"{type(value).__name__} {value!r}")
+            raise ConfigError(
+                f"{path}.{name}: expected {' or '.join(names)}, got "
+                f"{type(value).__name__} {value!r}"
+            )
 
 
 def _walk(node: Any, path: str) -> None:
     if isinstance(node, DictConfig):
         if "_target_" in node:
             _check_node(node, path)
-        for key in node.keys():
+        for key in node:
             if str(key).startswith("_") or OmegaConf.is_missing(node, key):
                 continue
             _walk(node[key], f"{path}.{key}" if path else str(key))
@@ -126,17 +149,19 @@ def validate_config(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first bad key of ``cfg``."""
     unknown = sorted(set(cfg.keys()) - TOP_LEVEL)
     if unknown:
-        raise ConfigError(f"{unknown[0]}: unknown top-level key; allowed: "
-                          f"{', '.join(sorted(TOP_LEVEL))}")
+        raise ConfigError(
+            f"{unknown[0]}: unknown top-level key; allowed: {', '.join(sorted(TOP_LEVEL))}"
+        )
     for group in ("data", "model", "aug", "optim", "trainer"):
         if group not in cfg or cfg[group] is None:
             raise ConfigError(f"{group}: missing config group; pick one, e.g. {group}=...")
-    for key in cfg.keys():
+    for key in cfg:
         if key == "hydra":
             continue
         try:
             OmegaConf.to_container(cfg[key], resolve=True, throw_on_missing=False) if isinstance(
-                cfg[key], (DictConfig, ListConfig)) else cfg[key]
+                cfg[key], (DictConfig, ListConfig)
+            ) else cfg[key]
         except Exception as e:  # noqa: BLE001 - interpolation errors, re-raised briefly
             raise ConfigError(f"{key}: cannot resolve an interpolation ({e})") from None
         _walk(cfg[key], str(key))

@@ -31,8 +31,13 @@ class DetectorModule(L.LightningModule):
         augment: the device-side augmentation (resizing included).
     """
 
-    def __init__(self, detector: nn.Module, optimizer: Callable, scheduler: Callable | None = None,
-                 augment: DetectionAugment | None = None) -> None:
+    def __init__(
+        self,
+        detector: nn.Module,
+        optimizer: Callable,
+        scheduler: Callable | None = None,
+        augment: DetectionAugment | None = None,
+    ) -> None:
         super().__init__()
         self.detector = detector
         self.optimizer_factory = optimizer
@@ -70,7 +75,8 @@ class DetectorModule(L.LightningModule):
             raise NonFiniteLossError(
                 f"non-finite training loss at epoch {self.current_epoch}, step "
                 f"{self.global_step} ({terms}); lower the learning rate or enable gradient "
-                "clipping. The last good checkpoint is kept.")
+                "clipping. The last good checkpoint is kept."
+            )
         bs = len(images)
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         for name, value in losses.items():
@@ -100,8 +106,12 @@ class DetectorModule(L.LightningModule):
         self.last_results = results
         for name, value in results.items():
             if name != "per_class":
-                self.log(f"{prefix}/{name}", -1.0 if math.isnan(value) else value,
-                         sync_dist=False, rank_zero_only=True)
+                self.log(
+                    f"{prefix}/{name}",
+                    -1.0 if math.isnan(value) else value,
+                    sync_dist=False,
+                    rank_zero_only=True,
+                )
 
     def on_validation_epoch_end(self) -> None:
         self._log_metric("val")
@@ -117,5 +127,7 @@ class DetectorModule(L.LightningModule):
             return optimizer
         total = int(self.trainer.estimated_stepping_batches)
         scheduler = self.scheduler_factory(optimizer, total_steps=total)
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

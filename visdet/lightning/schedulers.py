@@ -18,9 +18,14 @@ def _warmup(step: int, warmup_steps: int, warmup_factor: float) -> float:
     return warmup_factor * (1 - alpha) + alpha
 
 
-def warmup_multistep(optimizer: Optimizer, total_steps: int, warmup_steps: int = 100,
-                     warmup_factor: float = 0.001, milestones: Sequence[float] = (0.75, 0.9),
-                     gamma: float = 0.1) -> LambdaLR:
+def warmup_multistep(
+    optimizer: Optimizer,
+    total_steps: int,
+    warmup_steps: int = 100,
+    warmup_factor: float = 0.001,
+    milestones: Sequence[float] = (0.75, 0.9),
+    gamma: float = 0.1,
+) -> LambdaLR:
     """Linear warm-up from ``warmup_factor`` x LR, then x``gamma`` at each milestone, given
     as fractions of the total steps."""
     if any(not 0 < m < 1 for m in milestones):
@@ -33,8 +38,13 @@ def warmup_multistep(optimizer: Optimizer, total_steps: int, warmup_steps: int =
     return LambdaLR(optimizer, factor)
 
 
-def warmup_cosine(optimizer: Optimizer, total_steps: int, warmup_steps: int = 100,
-                  warmup_factor: float = 0.001, final_factor: float = 0.01) -> LambdaLR:
+def warmup_cosine(
+    optimizer: Optimizer,
+    total_steps: int,
+    warmup_steps: int = 100,
+    warmup_factor: float = 0.001,
+    final_factor: float = 0.01,
+) -> LambdaLR:
     """Linear warm-up, then cosine decay to ``final_factor`` x LR at the last step."""
 
     def factor(step: int) -> float:

@@ -14,8 +14,20 @@ from torchmetrics import Metric
 
 from visdet.data.coco import load_coco
 
-SUMMARY_NAMES = ("mAP", "mAP50", "mAP75", "mAP_small", "mAP_medium", "mAP_large",
-                 "mAR_1", "mAR_10", "mAR_100", "mAR_small", "mAR_medium", "mAR_large")
+SUMMARY_NAMES = (
+    "mAP",
+    "mAP50",
+    "mAP75",
+    "mAP_small",
+    "mAP_medium",
+    "mAP_large",
+    "mAR_1",
+    "mAR_10",
+    "mAR_100",
+    "mAR_small",
+    "mAR_medium",
+    "mAR_large",
+)
 
 
 class CocoMeanAP(Metric):
@@ -50,8 +62,9 @@ class CocoMeanAP(Metric):
             self.boxes.append(p["boxes"].detach().float().reshape(n, 4))
             self.scores.append(p["scores"].detach().float().reshape(n))
             self.labels.append(p["labels"].detach().long().reshape(n))
-            self.det_image_ids.append(torch.full((n,), int(image_id), dtype=torch.long,
-                                                 device=self.device))
+            self.det_image_ids.append(
+                torch.full((n,), int(image_id), dtype=torch.long, device=self.device)
+            )
             self.seen_image_ids.append(torch.tensor([int(image_id)], device=self.device))
 
     @staticmethod
@@ -66,12 +79,18 @@ class CocoMeanAP(Metric):
         labels = self._cat(self.labels).cpu().long().reshape(-1)
         det_ids = self._cat(self.det_image_ids).cpu().long().reshape(-1)
         seen = sorted(set(self._cat(self.seen_image_ids).cpu().long().tolist()))
-        return evaluate_detections(self.coco_gt, self.cat_ids, boxes, scores, labels, det_ids,
-                                   seen)
+        return evaluate_detections(self.coco_gt, self.cat_ids, boxes, scores, labels, det_ids, seen)
 
 
-def evaluate_detections(coco_gt, cat_ids: list[int], boxes: Tensor, scores: Tensor,
-                        labels: Tensor, image_ids: Tensor, seen_ids: list[int]) -> dict:
+def evaluate_detections(
+    coco_gt,
+    cat_ids: list[int],
+    boxes: Tensor,
+    scores: Tensor,
+    labels: Tensor,
+    image_ids: Tensor,
+    seen_ids: list[int],
+) -> dict:
     """Run COCOeval (bbox) on detections given as flat tensors."""
     results = {name: float("nan") for name in SUMMARY_NAMES}
     results["per_class"] = {coco_gt.cats[c].get("name", str(c)): float("nan") for c in cat_ids}
@@ -79,9 +98,15 @@ def evaluate_detections(coco_gt, cat_ids: list[int], boxes: Tensor, scores: Tens
         return results
     xywh = boxes.clone()
     xywh[:, 2:] -= xywh[:, :2]
-    dets = [{"image_id": int(i), "category_id": cat_ids[int(lab) - 1],
-             "bbox": [float(v) for v in b], "score": float(s)}
-            for i, lab, b, s in zip(image_ids, labels, xywh, scores, strict=True)]
+    dets = [
+        {
+            "image_id": int(i),
+            "category_id": cat_ids[int(lab) - 1],
+            "bbox": [float(v) for v in b],
+            "score": float(s),
+        }
+        for i, lab, b, s in zip(image_ids, labels, xywh, scores, strict=True)
+    ]
     with contextlib.redirect_stdout(io.StringIO()):
         coco_dt = coco_gt.loadRes(dets) if dets else _empty_results(coco_gt)
         ev = COCOeval(coco_gt, coco_dt, "bbox")
@@ -90,14 +115,19 @@ def evaluate_detections(coco_gt, cat_ids: list[int], boxes: Tensor, scores: Tens
         ev.accumulate()
         ev.summarize()
     stats = [float(v) for v in ev.stats]
-    results.update({name: (v if v >= 0 else float("nan")) for name, v in
-                    zip(SUMMARY_NAMES, stats, strict=True)})
+    results.update(
+        {
+            name: (v if v >= 0 else float("nan"))
+            for name, v in zip(SUMMARY_NAMES, stats, strict=True)
+        }
+    )
     precision = ev.eval["precision"]  # [T, R, K, A, M]
     for k, cat in enumerate(cat_ids):
         p = precision[:, :, k, 0, -1]
         p = p[p > -1]
         results["per_class"][coco_gt.cats[cat].get("name", str(cat))] = (
-            float(np.mean(p)) if p.size else float("nan"))
+            float(np.mean(p)) if p.size else float("nan")
+        )
     return results
 
 
@@ -105,7 +135,10 @@ def _empty_results(coco_gt):
     from pycocotools.coco import COCO
 
     empty = COCO()
-    empty.dataset = {"images": list(coco_gt.dataset["images"]), "annotations": [],
-                     "categories": list(coco_gt.dataset["categories"])}
+    empty.dataset = {
+        "images": list(coco_gt.dataset["images"]),
+        "annotations": [],
+        "categories": list(coco_gt.dataset["categories"]),
+    }
     empty.createIndex()
     return empty

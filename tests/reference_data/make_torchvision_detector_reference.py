@@ -1,11 +1,12 @@
-"""Make tests/data/torchvision_faster_rcnn_r18.pt: detections of torchvision's Faster R-CNN.
+"""Make tests/reference_data/torchvision_faster_rcnn_r18.pt (torchvision detections).
 
 The model is torchvision's FasterRCNN on a ResNet-18 FPN backbone (FrozenBatchNorm2d,
-3 classes incl. background), with every tensor set by tests/data/deterministic_weights.py
+3 classes incl. background), with every tensor set by deterministic_weights.py (beside
+this file)
 and run in float64, so visdet can rebuild the same weights and compare detections. Run it
 in a separate virtualenv that has torchvision (never a visdet dependency):
 
-    /tmp/tvenv/bin/python tests/data/make_torchvision_detector_reference.py
+    /tmp/tvenv/bin/python tests/reference_data/make_torchvision_detector_reference.py
 """
 
 from __future__ import annotations

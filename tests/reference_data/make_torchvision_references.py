@@ -1,9 +1,9 @@
-"""Make tests/data/torchvision_references.pt: outputs of real torchvision for visdet to match.
+"""Make tests/reference_data/torchvision_references.pt: real torchvision outputs to match.
 
 Run with a separate virtualenv that has torchvision (never a visdet dependency):
 
     python -m venv /tmp/tvenv && /tmp/tvenv/bin/pip install torch==2.14.1 torchvision==0.29.2
-    /tmp/tvenv/bin/python tests/data/make_torchvision_references.py
+    /tmp/tvenv/bin/python tests/reference_data/make_torchvision_references.py
 
 The file holds inputs and torchvision's results for nms, batched_nms, roi_align (outputs and
 input gradients), AnchorGenerator, BoxCoder and the ResNet state-dict layouts.

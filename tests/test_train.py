@@ -1,0 +1,96 @@
+"""End to end through the Hydra compose API: a tiny run trains, evaluates, writes
+metrics.json, and resumes from its checkpoint."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from visdet.lightning import DetectorModule, NonFiniteLossError
+from visdet.run import train
+
+CONF = Path(__file__).parents[1] / "conf"
+
+
+def tiny_cfg(tmp_path, *extra):
+    overrides = [
+        f"paths.output_dir={tmp_path / 'run'}",
+        f"paths.data_dir={tmp_path / 'data'}",
+        "data.source.num_train=8",
+        "data.source.num_val=4",
+        "data.source.image_size=64",
+        "+data.source.min_object_size=12",
+        "+data.source.max_object_size=40",
+        "data.batch_size=4",
+        "data.num_workers=0",
+        "aug.train_sizes=[64]",
+        "aug.val_size=64",
+        "model.detector.fpn_channels=32",
+        "model.detector.representation_size=64",
+        "model.detector.rpn_pre_nms_top_n_test=100",
+        "model.detector.rpn_post_nms_top_n_test=50",
+        "trainer.max_epochs=3",
+        "trainer.check_val_every_n_epoch=1",
+        "trainer.accelerator=cpu",
+        "trainer.log_every_n_steps=1",
+        "sched.warmup_steps=2",
+        "optim.lr=0.01",
+        "~callbacks.progress_bar",
+        "+trainer.enable_progress_bar=false",
+        *extra,
+    ]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("train", overrides=overrides)
+
+
+def read_losses(run_dir):
+    lines = (run_dir / "csv" / "version_0" / "metrics.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    col = header.index("train/loss")
+    return [float(r.split(",")[col]) for r in lines[1:] if r.split(",")[col]]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_tiny_run_trains_and_writes_metrics(tmp_path, capsys):
+    metrics = train(tiny_cfg(tmp_path))
+    run = tmp_path / "run"
+    written = json.loads((run / "metrics.json").read_text())
+    assert written["epochs"] == 3 and 0 <= written["val/mAP"] <= 1
+    assert set(written["per_class_AP"]) == {"rectangle", "circle", "triangle", "cross"}
+    assert metrics["val/mAP50"] == written["val/mAP50"]
+    losses = read_losses(run)
+    assert len(losses) == 6
+    assert sum(losses[-2:]) < sum(losses[:2])
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert "final: val/mAP=" in capsys.readouterr().out
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_resume_continues_epochs_and_optimizer_state(tmp_path):
+    train(tiny_cfg(tmp_path, "trainer.max_epochs=1", "test=false"))
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    first = torch.load(last, weights_only=False)
+    assert first["epoch"] == 0 and first["global_step"] == 2
+    metrics = train(tiny_cfg(tmp_path, "trainer.max_epochs=2", "test=false", f"ckpt_path={last}"))
+    second = torch.load(last, weights_only=False)
+    assert metrics["epochs"] == 2 and second["global_step"] == 4
+    state = second["optimizer_states"][0]["state"]
+    assert state and all("momentum_buffer" in s for s in state.values())
+    assert second["lr_schedulers"][0]["last_epoch"] == 4  # the schedule continued
+
+
+class _NanDetector(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, images, targets=None):
+        return {"loss_a": self.w * float("nan")}
+
+
+def test_non_finite_loss_stops_with_a_clear_message():
+    module = DetectorModule(_NanDetector(), optimizer=torch.optim.SGD)
+    with pytest.raises(NonFiniteLossError, match="non-finite training loss.*loss_a=nan"):
+        module.training_step(([torch.rand(3, 8, 8)], [{}]), 0)
