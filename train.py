@@ -10,6 +10,8 @@ import hydra
 from omegaconf import DictConfig
 
 from visdet.config.validate import ConfigError
+from visdet.data.coco import DatasetError
+from visdet.lightning import NonFiniteLossError
 from visdet.run import metric_value, train
 
 
@@ -19,6 +21,8 @@ def main(cfg: DictConfig) -> float:
         metrics = train(cfg)
     except ConfigError as e:
         sys.exit(f"config error: {e}")
+    except (NonFiniteLossError, DatasetError, FileNotFoundError) as e:
+        sys.exit(f"training stopped: {e}")
     return metric_value(metrics, cfg.get("optimized_metric", "val/mAP"))
 
 

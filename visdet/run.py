@@ -9,6 +9,7 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -23,13 +24,18 @@ log = logging.getLogger(__name__)
 FINAL_KEYS = ("mAP", "mAP50", "mAP75")
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON to a temporary file in the same folder, then rename over ``path``."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file in the same folder, then rename over ``path``: readers see
+    the old file or the whole new one, never a partial write."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, allow_nan=True)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _instantiate_dict(node: DictConfig | None) -> list:
@@ -51,6 +57,9 @@ def format_per_class(per_class: dict[str, float]) -> str:
 def train(cfg: DictConfig) -> dict:
     """Run training as configured; returns the metrics written to metrics.json."""
     validate_config(cfg)
+    # Lightning notices that the module (not the datamodule) transforms batches: intended.
+    warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
+    warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")
     start = time.perf_counter()
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
@@ -102,7 +111,7 @@ def _save_config(cfg: DictConfig, output_dir: Path) -> None:
 
 @rank_zero_only
 def _report(metrics: dict, output_dir: Path) -> None:
-    write_json_atomic(output_dir / "metrics.json", metrics)
+    write_text_atomic(output_dir / "metrics.json", json.dumps(metrics, indent=2))
     if metrics["per_class_AP"]:
         log.info("per-class AP (val):\n%s", format_per_class(metrics["per_class_AP"]))
     if metrics["skipped_images"]:

@@ -26,29 +26,33 @@ from torch.utils.data import Dataset
 log = logging.getLogger(__name__)
 
 
+class DatasetError(ValueError):
+    """An annotation file is not valid COCO (the message names the file and the entry)."""
+
+
 def _load_annotation_file(ann_file: Path) -> dict:
     if not ann_file.is_file():
         raise FileNotFoundError(f"annotation file not found: {ann_file}")
     try:
         data = json.loads(ann_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"annotation file {ann_file} is not valid JSON: {e}") from None
+        raise DatasetError(f"annotation file {ann_file} is not valid JSON: {e}") from None
     if not isinstance(data, dict) or not all(k in data for k in ("images", "annotations",
                                                                    "categories")):
-        raise ValueError(f"annotation file {ann_file} is not COCO JSON: it needs top-level "
+        raise DatasetError(f"annotation file {ann_file} is not COCO JSON: it needs top-level "
                          "'images', 'annotations' and 'categories' lists")
     cat_ids = {c.get("id") for c in data["categories"]}
     image_ids = {i.get("id") for i in data["images"]}
     for ann in data["annotations"]:
         for key in ("id", "image_id", "category_id", "bbox"):
             if key not in ann:
-                raise ValueError(f"{ann_file}: annotation {ann.get('id', '?')} has no '{key}'")
+                raise DatasetError(f"{ann_file}: annotation {ann.get('id', '?')} has no '{key}'")
         if ann["category_id"] not in cat_ids:
-            raise ValueError(f"{ann_file}: annotation {ann['id']} has category_id "
+            raise DatasetError(f"{ann_file}: annotation {ann['id']} has category_id "
                              f"{ann['category_id']}, which is not in 'categories' "
                              f"(ids {sorted(cat_ids)})")
         if ann["image_id"] not in image_ids:
-            raise ValueError(f"{ann_file}: annotation {ann['id']} refers to image_id "
+            raise DatasetError(f"{ann_file}: annotation {ann['id']} refers to image_id "
                              f"{ann['image_id']}, which is not in 'images'")
     return data
 

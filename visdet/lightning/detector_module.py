@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 from collections.abc import Callable
 
 import lightning as L
+import numpy as np
 import torch
 from torch import nn
 
@@ -118,6 +120,25 @@ class DetectorModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_metric("test")
+
+    # -- checkpoints: random-number state, so a resumed run continues the same streams ----
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["rng_states"] = {
+            "torch": torch.get_rng_state(),
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),  # noqa: NPY002 - the global stream others use
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        states = checkpoint.get("rng_states")
+        if not states:
+            return
+        torch.set_rng_state(states["torch"])
+        random.setstate(states["python"])
+        np.random.set_state(states["numpy"])  # noqa: NPY002
+        if states.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])
 
     # -- optimisation ---------------------------------------------------------------------
     def configure_optimizers(self):
