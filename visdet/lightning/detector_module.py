@@ -66,6 +66,10 @@ class DetectorModule(L.LightningModule):
         return self.val_metric
 
     # -- steps --------------------------------------------------------------------------
+    def loss_for_batch(self, batch) -> torch.Tensor:
+        """The scalar training loss of an augmented batch (also used by the LR finder)."""
+        return sum(self.detector(*batch).values())
+
     def training_step(self, batch, batch_idx: int):
         images, targets = batch
         if not images:
@@ -146,7 +150,8 @@ class DetectorModule(L.LightningModule):
         optimizer = self.optimizer_factory(params)
         if self.scheduler_factory is None:
             return optimizer
-        total = int(self.trainer.estimated_stepping_batches)
+        total = self.trainer.estimated_stepping_batches
+        total = int(total) if math.isfinite(total) else total
         scheduler = self.scheduler_factory(optimizer, total_steps=total)
         return {
             "optimizer": optimizer,
