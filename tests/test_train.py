@@ -41,6 +41,8 @@ def tiny_cfg(tmp_path, *extra):
         "+trainer.enable_progress_bar=false",
         *extra,
     ]
+    if any(e.startswith("sched=") for e in extra):
+        overrides.remove("sched.warmup_steps=2")
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("train", overrides=overrides)
 
@@ -94,3 +96,27 @@ def test_non_finite_loss_stops_with_a_clear_message():
     module = DetectorModule(_NanDetector(), optimizer=torch.optim.SGD)
     with pytest.raises(NonFiniteLossError, match="non-finite training loss.*loss_a=nan"):
         module.training_step(([torch.rand(3, 8, 8)], [{}]), 0)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize(
+    "overrides,produced",
+    [
+        (["sched=one_cycle"], None),
+        (["+optim/param_groups=discriminative", "+callbacks/freeze_unfreeze=default"], None),
+        (
+            [
+                "+callbacks/lr_finder=default",
+                "callbacks.lr_finder.num_steps=6",
+                "callbacks.lr_finder.suggestion=minimum",
+            ],
+            "lr_finder.png",
+        ),
+    ],
+)
+def test_training_techniques_run_through_train(tmp_path, overrides, produced):
+    metrics = train(tiny_cfg(tmp_path, "trainer.max_epochs=2", "test=false", *overrides))
+    assert metrics["epochs"] == 2
+    assert (tmp_path / "run" / "metrics.json").is_file()
+    if produced:
+        assert (tmp_path / "run" / produced).is_file()

@@ -50,11 +50,15 @@ def train(cfg: DictConfig) -> dict:
         L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     datamodule = instantiate(cfg.data)
+    # optim.param_groups (optional) builds the groups; the rest of optim is the optimizer
+    groups_cfg = cfg.optim.get("param_groups")
+    optim_cfg = OmegaConf.masked_copy(cfg.optim, [k for k in cfg.optim if k != "param_groups"])
     module = instantiate(
         cfg.model,
-        optimizer=instantiate(cfg.optim),
+        optimizer=instantiate(optim_cfg),
         scheduler=instantiate(cfg.sched) if cfg.get("sched") else None,
         augment=instantiate(cfg.aug),
+        param_groups=instantiate(groups_cfg) if groups_cfg else None,
     )
     callbacks = _instantiate_dict(cfg.get("callbacks"))
     loggers = _instantiate_dict(cfg.get("logger"))

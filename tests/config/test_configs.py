@@ -38,6 +38,18 @@ def test_every_option_composes_and_validates(group, option):
     validate_config(cfg)
 
 
+@pytest.mark.parametrize(
+    "addition",
+    [
+        "optim/param_groups=discriminative",
+        "callbacks/lr_finder=default",
+        "callbacks/freeze_unfreeze=default",
+    ],
+)
+def test_technique_configs_compose_and_validate(addition):
+    validate_config(compose_cfg([f"+{addition}"]))
+
+
 def test_unknown_key_names_it_and_the_allowed_ones():
     cfg = compose_cfg(["+optim.lrr=0.1"])
     with pytest.raises(ConfigError, match=r"optim\.lrr: unknown key .*allowed: .*lr"):

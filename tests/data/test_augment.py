@@ -8,8 +8,11 @@ def square_image(h=60, w=80, box=(10, 20, 30, 45)):
     x1, y1, x2, y2 = box
     img = torch.zeros(3, h, w)
     img[:, y1:y2, x1:x2] = 1.0
-    target = {"boxes": torch.tensor([list(map(float, box))]), "labels": torch.tensor([1]),
-              "orig_size": (h, w)}
+    target = {
+        "boxes": torch.tensor([list(map(float, box))]),
+        "labels": torch.tensor([1]),
+        "orig_size": (h, w),
+    }
     return img, target
 
 
@@ -33,9 +36,12 @@ def test_flipped_and_resized_box_stays_on_its_object():
 
 def test_affine_boxes_enclose_the_moved_object():
     torch.manual_seed(0)
-    aug = DetectionAugment(train_sizes=(60,), hflip=0.0, color_jitter=None,
-                           affine={"degrees": 0.0, "translate": [0.2, 0.2], "scale": [0.7, 1.3],
-                                   "p": 1.0})
+    aug = DetectionAugment(
+        train_sizes=(60,),
+        hflip=0.0,
+        color_jitter=None,
+        affine={"degrees": 0.0, "translate": [0.2, 0.2], "scale": [0.7, 1.3], "p": 1.0},
+    )
     for _ in range(5):
         img, target = square_image()
         out, tgt = aug([img], [target], train=True)
@@ -54,7 +60,9 @@ def test_validation_only_resizes_and_boxes_outside_are_dropped():
     shift = torch.tensor([[1.0, 0, 30], [0, 1, 0], [0, 0, 1]])
     moved = transform_boxes(boxes, shift, (60, 80))
     assert moved.tolist() == [[30.0, 0, 40, 10], [80, 0, 80, 5]]  # second box clipped to 0 width
-    empty, _ = aug([torch.rand(3, 60, 80)], [{"boxes": torch.zeros(0, 4),
-                                             "labels": torch.zeros(0, dtype=torch.long)}],
-                   train=True)
+    empty, _ = aug(
+        [torch.rand(3, 60, 80)],
+        [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}],
+        train=True,
+    )
     assert empty[0].shape == (3, 30, 40)

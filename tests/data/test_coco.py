@@ -11,30 +11,48 @@ from visdet.data import CocoDetection, collate_detection
 
 def write_dataset(root, annotations, categories=None, images=None):
     (root / "img").mkdir(parents=True, exist_ok=True)
-    images = images or [{"id": 1, "file_name": "a.png", "width": 40, "height": 30},
-                        {"id": 2, "file_name": "b.png", "width": 40, "height": 30}]
+    images = images or [
+        {"id": 1, "file_name": "a.png", "width": 40, "height": 30},
+        {"id": 2, "file_name": "b.png", "width": 40, "height": 30},
+    ]
     for im in images:
         Image.fromarray(np.full((im["height"], im["width"], 3), 128, np.uint8)).save(
-            root / "img" / im["file_name"])
-    categories = categories or [{"id": 3, "name": "cat"}, {"id": 7, "name": "dog"},
-                                {"id": 10, "name": "fox"}]
+            root / "img" / im["file_name"]
+        )
+    categories = categories or [
+        {"id": 3, "name": "cat"},
+        {"id": 7, "name": "dog"},
+        {"id": 10, "name": "fox"},
+    ]
     path = root / "ann.json"
-    path.write_text(json.dumps({"images": images, "annotations": annotations,
-                                "categories": categories}))
+    path.write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": categories})
+    )
     return path
 
 
 def ann(i, image_id, cat, bbox, crowd=0):
-    return {"id": i, "image_id": image_id, "category_id": cat, "bbox": bbox, "iscrowd": crowd,
-            "area": bbox[2] * bbox[3]}
+    return {
+        "id": i,
+        "image_id": image_id,
+        "category_id": cat,
+        "bbox": bbox,
+        "iscrowd": crowd,
+        "area": bbox[2] * bbox[3],
+    }
 
 
 def test_targets_crowd_degenerate_and_label_mapping(tmp_path, caplog):
-    path = write_dataset(tmp_path, [
-        ann(1, 1, 7, [1, 2, 10, 5]), ann(2, 1, 10, [5, 5, 4, 4], crowd=1),
-        ann(3, 1, 3, [10, 10, 0, 5]), ann(4, 1, 10, [39, 29, 5, 5]),
-        ann(5, 1, 10, [50, 5, 5, 5]),  # entirely outside: degenerate after clipping
-    ])
+    path = write_dataset(
+        tmp_path,
+        [
+            ann(1, 1, 7, [1, 2, 10, 5]),
+            ann(2, 1, 10, [5, 5, 4, 4], crowd=1),
+            ann(3, 1, 3, [10, 10, 0, 5]),
+            ann(4, 1, 10, [39, 29, 5, 5]),
+            ann(5, 1, 10, [50, 5, 5, 5]),  # entirely outside: degenerate after clipping
+        ],
+    )
     with caplog.at_level(logging.WARNING):
         ds = CocoDetection(path, tmp_path / "img")
     assert "dropped 2 degenerate boxes" in caplog.text

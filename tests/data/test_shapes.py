@@ -2,15 +2,24 @@ import json
 
 from visdet.data.shapes import CLASSES, ShapesSettings, ensure_shapes_dataset
 
-SMALL = ShapesSettings(num_train=24, num_val=8, image_size=64, min_object_size=10,
-                       max_object_size=30, empty_fraction=0.2, seed=3)
+SMALL = ShapesSettings(
+    num_train=24,
+    num_val=8,
+    image_size=64,
+    min_object_size=10,
+    max_object_size=30,
+    empty_fraction=0.2,
+    seed=3,
+)
 
 
 def test_generation_is_deterministic_and_cached(tmp_path):
     a = ensure_shapes_dataset(tmp_path / "a", SMALL)
     b = ensure_shapes_dataset(tmp_path / "b", SMALL)
     for split in ("train", "val"):
-        assert (a / f"instances_{split}.json").read_text() == (b / f"instances_{split}.json").read_text()
+        assert (a / f"instances_{split}.json").read_text() == (
+            b / f"instances_{split}.json"
+        ).read_text()
         for img in sorted((a / split).iterdir()):
             assert img.read_bytes() == (b / split / img.name).read_bytes()
     stamp = (a / "done.json").stat().st_mtime_ns

@@ -41,9 +41,11 @@ TOP_LEVEL = {
 
 # arguments that visdet.run passes at instantiation time, so the config must not set them
 INJECTED = {
-    "model": {"optimizer", "scheduler", "augment"},
+    "model": {"optimizer", "scheduler", "augment", "param_groups"},
     "trainer": {"callbacks", "logger"},
 }
+# keys a node may carry beside its target's arguments (visdet.run takes them out first)
+EXTRA_KEYS = {"optim": {"param_groups"}}
 
 
 class ConfigError(ValueError):
@@ -100,7 +102,7 @@ def _check_node(node: DictConfig, path: str) -> None:
         hints = {}
     keys = [k for k in node if not str(k).startswith("_")]
     for key in keys:
-        if key not in params and not has_kwargs:
+        if key not in params and not has_kwargs and key not in EXTRA_KEYS.get(path, ()):
             raise ConfigError(
                 f"{path}.{key}: unknown key for {target}; allowed: {', '.join(params) or '(none)'}"
             )

@@ -5,5 +5,12 @@ from visdet.data.coco import CocoDetection, load_coco
 from visdet.data.datamodule import DetectionDataModule, collate_detection
 from visdet.data.sources import CocoSource, ShapesSource
 
-__all__ = ["CocoDetection", "CocoSource", "DetectionAugment", "DetectionDataModule",
-           "ShapesSource", "collate_detection", "load_coco"]
+__all__ = [
+    "CocoDetection",
+    "CocoSource",
+    "DetectionAugment",
+    "DetectionDataModule",
+    "ShapesSource",
+    "collate_detection",
+    "load_coco",
+]

@@ -19,16 +19,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def resize_image_and_boxes(image: Tensor, boxes: Tensor, short: int,
-                           max_size: int) -> tuple[Tensor, Tensor]:
+def resize_image_and_boxes(
+    image: Tensor, boxes: Tensor, short: int, max_size: int
+) -> tuple[Tensor, Tensor]:
     """Resize so the short side is ``short`` (long side at most ``max_size``)."""
     h, w = image.shape[-2:]
     scale = min(short / min(h, w), max_size / max(h, w))
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
     if (nh, nw) == (h, w):
         return image, boxes
-    out = F.interpolate(image[None], size=(nh, nw), mode="bilinear", align_corners=False,
-                        antialias=scale < 1)[0]
+    out = F.interpolate(
+        image[None], size=(nh, nw), mode="bilinear", align_corners=False, antialias=scale < 1
+    )[0]
     factor = boxes.new_tensor([nw / w, nh / h, nw / w, nh / h])
     return out, boxes * factor
 
@@ -45,8 +47,15 @@ def transform_boxes(boxes: Tensor, matrix: Tensor, size: tuple[int, int]) -> Ten
     pts = pts + 0.5
     out = torch.cat([pts.min(1).values, pts.max(1).values], 1)
     h, w = size
-    return torch.stack([out[:, 0].clamp(0, w), out[:, 1].clamp(0, h),
-                        out[:, 2].clamp(0, w), out[:, 3].clamp(0, h)], 1)
+    return torch.stack(
+        [
+            out[:, 0].clamp(0, w),
+            out[:, 1].clamp(0, h),
+            out[:, 2].clamp(0, w),
+            out[:, 3].clamp(0, h),
+        ],
+        1,
+    )
 
 
 class DetectionAugment(nn.Module):
@@ -76,8 +85,10 @@ class DetectionAugment(nn.Module):
     ) -> None:
         super().__init__()
         if not train_sizes or any(s < 1 for s in train_sizes) or val_size < 1 or max_size < 1:
-            raise ValueError(f"aug: sizes must be positive, got train_sizes={list(train_sizes)}, "
-                             f"val_size={val_size}, max_size={max_size}")
+            raise ValueError(
+                f"aug: sizes must be positive, got train_sizes={list(train_sizes)}, "
+                f"val_size={val_size}, max_size={max_size}"
+            )
         if not 0 <= hflip <= 1:
             raise ValueError(f"aug.hflip must be a probability in [0, 1], got {hflip}")
         self.train_sizes = tuple(int(s) for s in train_sizes)
@@ -92,17 +103,23 @@ class DetectionAugment(nn.Module):
             ops.append(K.RandomAffine(**dict(affine)))
         if color_jitter is not None:
             if len(color_jitter) != 4:
-                raise ValueError("aug.color_jitter must be (brightness, contrast, saturation, "
-                                 f"hue), got {list(color_jitter)}")
+                raise ValueError(
+                    "aug.color_jitter must be (brightness, contrast, saturation, "
+                    f"hue), got {list(color_jitter)}"
+                )
             ops.append(K.ColorJitter(*color_jitter, p=color_jitter_p))
         self.kornia = K.AugmentationSequential(*ops, data_keys=["input"]) if ops else None
 
     def train_size(self) -> int:
-        return self.size_override if self.size_override is not None else random.choice(
-            self.train_sizes)
+        return (
+            self.size_override
+            if self.size_override is not None
+            else random.choice(self.train_sizes)
+        )
 
-    def forward(self, images: list[Tensor], targets: list[dict],
-                train: bool) -> tuple[list[Tensor], list[dict]]:
+    def forward(
+        self, images: list[Tensor], targets: list[dict], train: bool
+    ) -> tuple[list[Tensor], list[dict]]:
         short = self.train_size() if train else self.val_size
         out_images, out_targets = [], []
         for img, tgt in zip(images, targets, strict=True):
@@ -127,6 +144,10 @@ class DetectionAugment(nn.Module):
                 m = matrices[j] if matrices is not None else torch.eye(3, device=batch.device)
                 boxes = transform_boxes(targets[i]["boxes"], m.to(batch.dtype), size)
                 keep = ((boxes[:, 2] - boxes[:, 0]) >= self.min_box_size) & (
-                    (boxes[:, 3] - boxes[:, 1]) >= self.min_box_size)
-                targets[i] = {**targets[i], "boxes": boxes[keep],
-                              "labels": targets[i]["labels"][keep]}
+                    (boxes[:, 3] - boxes[:, 1]) >= self.min_box_size
+                )
+                targets[i] = {
+                    **targets[i],
+                    "boxes": boxes[keep],
+                    "labels": targets[i]["labels"][keep],
+                }

@@ -37,10 +37,13 @@ def _load_annotation_file(ann_file: Path) -> dict:
         data = json.loads(ann_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DatasetError(f"annotation file {ann_file} is not valid JSON: {e}") from None
-    if not isinstance(data, dict) or not all(k in data for k in ("images", "annotations",
-                                                                   "categories")):
-        raise DatasetError(f"annotation file {ann_file} is not COCO JSON: it needs top-level "
-                         "'images', 'annotations' and 'categories' lists")
+    if not isinstance(data, dict) or not all(
+        k in data for k in ("images", "annotations", "categories")
+    ):
+        raise DatasetError(
+            f"annotation file {ann_file} is not COCO JSON: it needs top-level "
+            "'images', 'annotations' and 'categories' lists"
+        )
     cat_ids = {c.get("id") for c in data["categories"]}
     image_ids = {i.get("id") for i in data["images"]}
     for ann in data["annotations"]:
@@ -48,12 +51,16 @@ def _load_annotation_file(ann_file: Path) -> dict:
             if key not in ann:
                 raise DatasetError(f"{ann_file}: annotation {ann.get('id', '?')} has no '{key}'")
         if ann["category_id"] not in cat_ids:
-            raise DatasetError(f"{ann_file}: annotation {ann['id']} has category_id "
-                             f"{ann['category_id']}, which is not in 'categories' "
-                             f"(ids {sorted(cat_ids)})")
+            raise DatasetError(
+                f"{ann_file}: annotation {ann['id']} has category_id "
+                f"{ann['category_id']}, which is not in 'categories' "
+                f"(ids {sorted(cat_ids)})"
+            )
         if ann["image_id"] not in image_ids:
-            raise DatasetError(f"{ann_file}: annotation {ann['id']} refers to image_id "
-                             f"{ann['image_id']}, which is not in 'images'")
+            raise DatasetError(
+                f"{ann_file}: annotation {ann['id']} refers to image_id "
+                f"{ann['image_id']}, which is not in 'images'"
+            )
     return data
 
 
@@ -86,16 +93,24 @@ class CocoDetection(Dataset):
         self.cat_id_to_label = {c: i + 1 for i, c in enumerate(self.cat_ids)}
         self.class_names = [self.coco.cats[c].get("name", str(c)) for c in self.cat_ids]
         self.image_ids = sorted(self.coco.getImgIds())
-        missing = [self.coco.imgs[i]["file_name"] for i in self.image_ids
-                   if not (self.image_dir / self.coco.imgs[i]["file_name"]).is_file()]
+        missing = [
+            self.coco.imgs[i]["file_name"]
+            for i in self.image_ids
+            if not (self.image_dir / self.coco.imgs[i]["file_name"]).is_file()
+        ]
         if missing:
-            raise FileNotFoundError(f"{len(missing)} image files listed in {self.ann_file} are "
-                                    f"missing from {self.image_dir}, first: {missing[0]}")
+            raise FileNotFoundError(
+                f"{len(missing)} image files listed in {self.ann_file} are "
+                f"missing from {self.image_dir}, first: {missing[0]}"
+            )
         self.targets = [self._target(i) for i in self.image_ids]
         dropped = sum(t.pop("_degenerate") for t in self.targets)
         if dropped:
-            log.warning("%s: dropped %d degenerate boxes (no area inside the image)",
-                        self.ann_file.name, dropped)
+            log.warning(
+                "%s: dropped %d degenerate boxes (no area inside the image)",
+                self.ann_file.name,
+                dropped,
+            )
 
     def _target(self, image_id: int) -> dict:
         info = self.coco.imgs[image_id]
@@ -112,9 +127,13 @@ class CocoDetection(Dataset):
                 continue
             boxes.append([x1, y1, x2, y2])
             labels.append(self.cat_id_to_label[ann["category_id"]])
-        return {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-                "labels": torch.tensor(labels, dtype=torch.int64),
-                "image_id": image_id, "orig_size": (h, w), "_degenerate": degenerate}
+        return {
+            "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+            "labels": torch.tensor(labels, dtype=torch.int64),
+            "image_id": image_id,
+            "orig_size": (h, w),
+            "_degenerate": degenerate,
+        }
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -134,7 +153,12 @@ class CocoDetection(Dataset):
         image = torch.from_numpy(array).permute(2, 0, 1).float().div_(255)
         target = dict(self.targets[index])
         if tuple(image.shape[1:]) != target["orig_size"]:
-            log.warning("%s is %s but %s says %s; using the file's size", path,
-                        tuple(image.shape[1:]), self.ann_file.name, target["orig_size"])
+            log.warning(
+                "%s is %s but %s says %s; using the file's size",
+                path,
+                tuple(image.shape[1:]),
+                self.ann_file.name,
+                target["orig_size"],
+            )
             target["orig_size"] = tuple(image.shape[1:])
         return image, target

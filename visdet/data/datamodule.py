@@ -18,18 +18,24 @@ def collate_detection(items: list) -> dict:
     """A batch ``{"images": [Tensor[3, H, W]], "targets": [dict], "skipped": int}``: lists
     because sizes vary; ``None`` items (unreadable images) are left out and counted."""
     good = [it for it in items if it is not None]
-    return {"images": [it[0] for it in good], "targets": [it[1] for it in good],
-            "skipped": len(items) - len(good)}
+    return {
+        "images": [it[0] for it in good],
+        "targets": [it[1] for it in good],
+        "skipped": len(items) - len(good),
+    }
 
 
 class AspectRatioBatchSampler(Sampler[list[int]]):
     """Batches of images on the same side of aspect ratio 1 (landscape vs portrait), in a
     shuffled order that a seed and the epoch fix."""
 
-    def __init__(self, aspect_ratios: list[float], batch_size: int, seed: int = 0,
-                 drop_last: bool = False) -> None:
-        self.groups = [[i for i, a in enumerate(aspect_ratios) if a >= 1],
-                       [i for i, a in enumerate(aspect_ratios) if a < 1]]
+    def __init__(
+        self, aspect_ratios: list[float], batch_size: int, seed: int = 0, drop_last: bool = False
+    ) -> None:
+        self.groups = [
+            [i for i, a in enumerate(aspect_ratios) if a >= 1],
+            [i for i, a in enumerate(aspect_ratios) if a < 1],
+        ]
         self.batch_size, self.seed, self.drop_last, self.epoch = batch_size, seed, drop_last, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -42,7 +48,7 @@ class AspectRatioBatchSampler(Sampler[list[int]]):
             idx = group[:]
             rng.shuffle(idx)
             for s in range(0, len(idx), self.batch_size):
-                b = idx[s:s + self.batch_size]
+                b = idx[s : s + self.batch_size]
                 if len(b) == self.batch_size or not self.drop_last:
                     batches.append(b)
         rng.shuffle(batches)
@@ -68,9 +74,17 @@ class DetectionDataModule(L.LightningDataModule):
         seed: shuffling seed of the aspect-ratio sampler.
     """
 
-    def __init__(self, source, num_classes: int, batch_size: int = 4, num_workers: int = 0,
-                 pin_memory: bool = False, persistent_workers: bool = False,
-                 group_by_aspect_ratio: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self,
+        source,
+        num_classes: int,
+        batch_size: int = 4,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        group_by_aspect_ratio: bool = False,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
@@ -99,13 +113,18 @@ class DetectionDataModule(L.LightningDataModule):
         self.val_set = CocoDetection(splits["val"].ann_file, splits["val"].image_dir)
         for name, ds in (("train", self.train_set), ("val", self.val_set)):
             if len(ds.cat_ids) != self.num_classes:
-                raise ValueError(f"data.num_classes is {self.num_classes} but {ds.ann_file} has "
-                                 f"{len(ds.cat_ids)} categories ({name} split)")
+                raise ValueError(
+                    f"data.num_classes is {self.num_classes} but {ds.ann_file} has "
+                    f"{len(ds.cat_ids)} categories ({name} split)"
+                )
 
     def _loader(self, dataset: CocoDetection, train: bool) -> DataLoader:
-        common = {"num_workers": self.num_workers, "pin_memory": self.pin_memory,
-                  "collate_fn": collate_detection,
-                  "persistent_workers": self.persistent_workers}
+        common = {
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "collate_fn": collate_detection,
+            "persistent_workers": self.persistent_workers,
+        }
         if train and self.group_by_aspect_ratio:
             sampler = AspectRatioBatchSampler(dataset.aspect_ratios(), self.batch_size, self.seed)
             return DataLoader(dataset, batch_sampler=sampler, **common)

@@ -35,8 +35,15 @@ class ShapesSettings:
     seed: int = 0
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, kind: str, x: int, y: int, w: int, h: int,
-                colour: tuple[int, int, int]) -> None:
+def _draw_shape(
+    draw: ImageDraw.ImageDraw,
+    kind: str,
+    x: int,
+    y: int,
+    w: int,
+    h: int,
+    colour: tuple[int, int, int],
+) -> None:
     if kind == "rectangle":
         draw.rectangle([x, y, x + w - 1, y + h - 1], fill=colour)
     elif kind == "circle":
@@ -55,7 +62,7 @@ def _background(rng: random.Random, size: int) -> Image.Image:
     b = np.array([rng.randint(0, 255) for _ in range(3)], dtype=np.float32)
     angle = rng.uniform(0, 2 * math.pi)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    t = (np.cos(angle) * xx + np.sin(angle) * yy)
+    t = np.cos(angle) * xx + np.sin(angle) * yy
     t = (t - t.min()) / max(1e-6, float(t.max() - t.min()))
     pixels = a * (1 - t[..., None]) + b * t[..., None]
     img = Image.fromarray(pixels.clip(0, 255).astype(np.uint8), "RGB")
@@ -99,19 +106,23 @@ def _render(rng: random.Random, s: ShapesSettings) -> tuple[Image.Image, list[di
     objects = []
     for i, (mask, kind) in enumerate(zip(masks, kinds, strict=True)):
         visible = mask.copy()
-        for later in masks[i + 1:]:
+        for later in masks[i + 1 :]:
             visible &= ~later
         ys, xs = np.nonzero(visible)
         if len(xs) == 0:
             continue
         x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
-        objects.append({"category_id": CLASSES.index(kind) + 1,
-                        "bbox": [x0, y0, x1 - x0, y1 - y0], "area": int(visible.sum())})
+        objects.append(
+            {
+                "category_id": CLASSES.index(kind) + 1,
+                "bbox": [x0, y0, x1 - x0, y1 - y0],
+                "area": int(visible.sum()),
+            }
+        )
     return img, objects
 
 
-def _write_split(root: Path, split: str, count: int, rng: random.Random,
-                 s: ShapesSettings) -> None:
+def _write_split(root: Path, split: str, count: int, rng: random.Random, s: ShapesSettings) -> None:
     image_dir = root / split
     image_dir.mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
@@ -119,13 +130,16 @@ def _write_split(root: Path, split: str, count: int, rng: random.Random,
         img, objects = _render(rng, s)
         name = f"{split}_{i:05d}.png"
         img.save(image_dir / name)
-        images.append({"id": i + 1, "file_name": name, "width": s.image_size,
-                       "height": s.image_size})
+        images.append(
+            {"id": i + 1, "file_name": name, "width": s.image_size, "height": s.image_size}
+        )
         for obj in objects:
-            annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "iscrowd": 0,
-                                **obj})
-    coco = {"images": images, "annotations": annotations,
-            "categories": [{"id": i + 1, "name": n} for i, n in enumerate(CLASSES)]}
+            annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "iscrowd": 0, **obj})
+    coco = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": i + 1, "name": n} for i, n in enumerate(CLASSES)],
+    }
     (root / f"instances_{split}.json").write_text(json.dumps(coco))
 
 

@@ -18,18 +18,38 @@ class Split:
 class ShapesSource:
     """The built-in synthetic dataset, generated on first use into ``cache_dir``."""
 
-    def __init__(self, cache_dir: str, num_train: int = 600, num_val: int = 150,
-                 image_size: int = 128, max_objects: int = 4, min_object_size: int = 14,
-                 max_object_size: int = 56, empty_fraction: float = 0.05, seed: int = 0) -> None:
+    def __init__(
+        self,
+        cache_dir: str,
+        num_train: int = 600,
+        num_val: int = 150,
+        image_size: int = 128,
+        max_objects: int = 4,
+        min_object_size: int = 14,
+        max_object_size: int = 56,
+        empty_fraction: float = 0.05,
+        seed: int = 0,
+    ) -> None:
         if num_train < 1 or num_val < 1:
-            raise ValueError(f"data.source: num_train and num_val must be >= 1, got "
-                             f"{num_train}, {num_val}")
+            raise ValueError(
+                f"data.source: num_train and num_val must be >= 1, got {num_train}, {num_val}"
+            )
         if not 8 <= min_object_size <= max_object_size < image_size:
-            raise ValueError("data.source: need 8 <= min_object_size <= max_object_size < "
-                             f"image_size, got {min_object_size}, {max_object_size}, {image_size}")
+            raise ValueError(
+                "data.source: need 8 <= min_object_size <= max_object_size < "
+                f"image_size, got {min_object_size}, {max_object_size}, {image_size}"
+            )
         self.cache_dir = cache_dir
-        self.settings = ShapesSettings(num_train, num_val, image_size, max_objects,
-                                       min_object_size, max_object_size, empty_fraction, seed)
+        self.settings = ShapesSettings(
+            num_train,
+            num_val,
+            image_size,
+            max_objects,
+            min_object_size,
+            max_object_size,
+            empty_fraction,
+            seed,
+        )
         self.num_classes = len(CLASSES)
 
     def prepare(self) -> None:
@@ -43,10 +63,14 @@ class ShapesSource:
 class CocoSource:
     """A COCO-format dataset on disk: ``root`` joined with each relative path."""
 
-    def __init__(self, root: str, train_ann: str = "annotations/instances_train2017.json",
-                 train_images: str = "train2017",
-                 val_ann: str = "annotations/instances_val2017.json",
-                 val_images: str = "val2017") -> None:
+    def __init__(
+        self,
+        root: str,
+        train_ann: str = "annotations/instances_train2017.json",
+        train_images: str = "train2017",
+        val_ann: str = "annotations/instances_val2017.json",
+        val_images: str = "val2017",
+    ) -> None:
         self.root = Path(root)
         self.paths = {"train": (train_ann, train_images), "val": (val_ann, val_images)}
 

@@ -31,6 +31,9 @@ class DetectorModule(L.LightningModule):
         optimizer: a partial optimizer (``_partial_: true``), called with the trainable params.
         scheduler: a partial schedule called with (optimizer, total_steps), or None.
         augment: the device-side augmentation (resizing included).
+        param_groups: a partial called with the detector that returns optimizer parameter
+            groups (e.g. discriminative LRs); None trains all trainable parameters with the
+            optimizer's LR.
     """
 
     def __init__(
@@ -39,8 +42,10 @@ class DetectorModule(L.LightningModule):
         optimizer: Callable,
         scheduler: Callable | None = None,
         augment: DetectionAugment | None = None,
+        param_groups: Callable | None = None,
     ) -> None:
         super().__init__()
+        self.param_groups_factory = param_groups
         self.detector = detector
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -146,7 +151,10 @@ class DetectorModule(L.LightningModule):
 
     # -- optimisation ---------------------------------------------------------------------
     def configure_optimizers(self):
-        params = [p for p in self.detector.parameters() if p.requires_grad]
+        if self.param_groups_factory is not None:
+            params = self.param_groups_factory(self.detector)
+        else:
+            params = [p for p in self.detector.parameters() if p.requires_grad]
         optimizer = self.optimizer_factory(params)
         if self.scheduler_factory is None:
             return optimizer
