@@ -120,3 +120,23 @@ def test_training_techniques_run_through_train(tmp_path, overrides, produced):
     assert (tmp_path / "run" / "metrics.json").is_file()
     if produced:
         assert (tmp_path / "run" / produced).is_file()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_lora_fine_tuning_from_a_checkpoint(tmp_path):
+    train(tiny_cfg(tmp_path / "base", "trainer.max_epochs=1", "test=false"))
+    base = tmp_path / "base" / "run" / "checkpoints" / "last.ckpt"
+    metrics = train(
+        tiny_cfg(
+            tmp_path / "lora",
+            "trainer.max_epochs=1",
+            "+model/lora=default",
+            f"model.init_from={base}",
+        )
+    )
+    adapters = torch.load(tmp_path / "lora" / "run" / "lora_adapters.pt", weights_only=False)
+    assert adapters["format"] == "visdet-lora-v1" and adapters["config"]["rank"] == 8
+    assert all(
+        ".lora_" in k or k.startswith("roi_heads.box_predictor") for k in adapters["state_dict"]
+    )
+    assert metrics["epochs"] == 1

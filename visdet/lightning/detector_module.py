@@ -14,12 +14,37 @@ from torch import nn
 
 from visdet.data.augment import DetectionAugment
 from visdet.metrics import CocoMeanAP
+from visdet.models.lora import LoRAConfig, LoRALayer, inject_lora, save_adapters
 
 log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss."""
+
+
+def load_detector_weights(detector: nn.Module, path: str) -> None:
+    """Load the ``detector.*`` weights of a DetectorModule checkpoint into ``detector``."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"model.init_from: checkpoint not found: {path}") from None
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"model.init_from: {path} holds no state dict")
+    weights = {k[len("detector.") :]: v for k, v in state.items() if k.startswith("detector.")}
+    if not weights:
+        raise ValueError(
+            f"model.init_from: {path} has no 'detector.*' weights (not a visdet "
+            "detector checkpoint)"
+        )
+    result = detector.load_state_dict(weights, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(
+            f"model.init_from: {path} does not match this detector: missing "
+            f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
+        )
+    log.info("initialised the detector from %s (%d tensors)", path, len(weights))
 
 
 class DetectorModule(L.LightningModule):
@@ -34,6 +59,12 @@ class DetectorModule(L.LightningModule):
         param_groups: a partial called with the detector that returns optimizer parameter
             groups (e.g. discriminative LRs); None trains all trainable parameters with the
             optimizer's LR.
+        init_from: a visdet checkpoint (Lightning ``.ckpt`` of a DetectorModule) whose
+            detector weights initialise this one (loaded strictly).
+        lora: LoRA settings (``pattern``, ``rank``, ``alpha``, ``dropout``,
+            ``train_modules``): adapters are injected after ``init_from``; validation runs
+            with merged adapters; ``lora_adapters.pt`` (adapters only) is written at the end
+            of fit into the trainer's root directory.
     """
 
     def __init__(
@@ -43,9 +74,22 @@ class DetectorModule(L.LightningModule):
         scheduler: Callable | None = None,
         augment: DetectionAugment | None = None,
         param_groups: Callable | None = None,
+        init_from: str | None = None,
+        lora: dict | None = None,
     ) -> None:
         super().__init__()
         self.param_groups_factory = param_groups
+        if init_from:
+            load_detector_weights(detector, init_from)
+        self.lora_counts: dict[str, int] | None = None
+        if lora:
+            self.lora_counts = inject_lora(detector, LoRAConfig(**dict(lora)))
+            log.info(
+                "LoRA: %d layers adapted; trainable parameters %s of %s",
+                self.lora_counts["adapted_layers"],
+                f"{self.lora_counts['trainable']:,}",
+                f"{self.lora_counts['total']:,}",
+            )
         self.detector = detector
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -124,11 +168,29 @@ class DetectorModule(L.LightningModule):
                     rank_zero_only=True,
                 )
 
+    def _merge_adapters(self, merge: bool) -> None:
+        for module in self.detector.modules():
+            if isinstance(module, LoRALayer):
+                module.merge() if merge else module.unmerge()
+
+    def on_validation_epoch_start(self) -> None:
+        self._merge_adapters(True)
+
+    def on_test_epoch_start(self) -> None:
+        self._merge_adapters(True)
+
     def on_validation_epoch_end(self) -> None:
         self._log_metric("val")
+        self._merge_adapters(False)
+
+    def on_fit_end(self) -> None:
+        if self.lora_counts is not None and self.trainer.is_global_zero:
+            path = save_adapters(self.detector, f"{self.trainer.default_root_dir}/lora_adapters.pt")
+            log.info("LoRA adapters written to %s", path)
 
     def on_test_epoch_end(self) -> None:
         self._log_metric("test")
+        self._merge_adapters(False)
 
     # -- checkpoints: random-number state, so a resumed run continues the same streams ----
     def on_save_checkpoint(self, checkpoint: dict) -> None:

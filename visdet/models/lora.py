@@ -34,6 +34,8 @@ class LoRAConfig:
     train_modules: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.pattern = str(self.pattern)
+        self.train_modules = [str(p) for p in self.train_modules]
         if not isinstance(self.rank, int) or self.rank < 1:
             raise ValueError(f"lora.rank must be an integer >= 1, got {self.rank!r}")
         if self.alpha <= 0:
