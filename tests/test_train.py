@@ -140,3 +140,16 @@ def test_lora_fine_tuning_from_a_checkpoint(tmp_path):
         ".lora_" in k or k.startswith("roi_heads.box_predictor") for k in adapters["state_dict"]
     )
     assert metrics["epochs"] == 1
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_progressive_resizing_through_train(tmp_path):
+    train(
+        tiny_cfg(
+            tmp_path, "trainer.max_epochs=3", "test=false", "+callbacks/progressive_resize=default"
+        )
+    )
+    lines = (tmp_path / "run" / "csv" / "version_0" / "metrics.csv").read_text().splitlines()
+    col = lines[0].split(",").index("train/image_size")
+    sizes = [float(r.split(",")[col]) for r in lines[1:] if r.split(",")[col]]
+    assert sizes == [32.0, 32.0, 32.0, 32.0, 64.0, 64.0]  # 2 steps per epoch: 32, 32, 64

@@ -3,5 +3,6 @@
 from visdet.callbacks.epoch_summary import EpochSummary
 from visdet.callbacks.freeze_unfreeze import FreezeUnfreeze
 from visdet.callbacks.lr_finder import LRFinder
+from visdet.callbacks.progressive_resize import ProgressiveResize
 
-__all__ = ["EpochSummary", "FreezeUnfreeze", "LRFinder"]
+__all__ = ["EpochSummary", "FreezeUnfreeze", "LRFinder", "ProgressiveResize"]
