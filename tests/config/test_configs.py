@@ -44,6 +44,8 @@ def test_every_option_composes_and_validates(group, option):
         "optim/param_groups=discriminative",
         "callbacks/lr_finder=default",
         "callbacks/freeze_unfreeze=default",
+        "callbacks/progressive_resize=default",
+        "model/lora=default",
     ],
 )
 def test_technique_configs_compose_and_validate(addition):
