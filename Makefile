@@ -27,8 +27,8 @@ test-full: $(STAMP)
 	$(PY) -m pytest -q -m ""
 
 lint: $(STAMP)
-	$(PY) -m ruff check visdet tests benchmarks
-	$(PY) -m ruff format --check visdet tests benchmarks
+	$(PY) -m ruff check visdet tests benchmarks experiments train.py
+	$(PY) -m ruff format --check visdet tests benchmarks experiments train.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_core.py

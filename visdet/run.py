@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import resource
 import time
 import warnings
 from pathlib import Path
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
@@ -82,10 +84,20 @@ def train(cfg: DictConfig) -> dict:
         "time_s": round(time.perf_counter() - start, 1),
         "best_checkpoint": best,
         "skipped_images": module.skipped_images,
+        "trainable_params": sum(p.numel() for p in module.parameters() if p.requires_grad),
+        "peak_memory_mb": _peak_memory_mb(module),
         "last_fit_metrics": fit_metrics,
     }
     _report(metrics, output_dir)
     return metrics
+
+
+def _peak_memory_mb(module) -> dict[str, float]:
+    """Peak resident memory of this process (CPU) and peak allocated CUDA memory, in MiB."""
+    out = {"process_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if module.device.type == "cuda":
+        out["cuda_allocated"] = torch.cuda.max_memory_allocated(module.device) / 2**20
+    return out
 
 
 @rank_zero_only

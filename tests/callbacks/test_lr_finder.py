@@ -111,3 +111,28 @@ def test_bad_settings():
         LRFinder(suggestion="best")
     with pytest.raises(ValueError, match="min_lr < max_lr"):
         LRFinder(min_lr=1.0, max_lr=0.1)
+
+
+def test_applying_a_suggestion_sets_the_one_cycle_peak():
+    from visdet.callbacks.lr_finder import set_base_lrs
+    from visdet.lightning.one_cycle import OneCycle
+
+    a, b = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([{"params": [a], "lr": 0.01}, {"params": [b], "lr": 0.1}], lr=0.1,
+                          momentum=0.9)
+    sched = OneCycle(opt, total_steps=20)
+
+    class _Config:
+        scheduler = sched
+
+    class _Trainer:
+        optimizers = [opt]
+        lr_scheduler_configs = [_Config()]
+
+    set_base_lrs(_Trainer(), [0.002, 0.02])
+    assert [g["peak_lr"] for g in opt.param_groups] == [0.002, 0.02]
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.002 / 25, 0.02 / 25])
+    for _ in range(5):  # the peak is reached after pct_start * 20 = 5 steps
+        opt.step()
+        sched.step()
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.002, 0.02])
