@@ -18,35 +18,16 @@ import copy
 import json
 import logging
 import math
-import random
 from pathlib import Path
 
 import lightning as L
-import numpy as np
-import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from visdet.atomic_write import write_text_atomic
 from visdet.callbacks.lr_suggestions import METHODS, suggest_lr
+from visdet.rng_state import capture_rng_state, restore_rng_state
 
 log = logging.getLogger(__name__)
-
-
-def _rng_state() -> dict:
-    return {
-        "torch": torch.get_rng_state(),
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),  # noqa: NPY002 - the global stream others use
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-    }
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])  # noqa: NPY002
-    if state["cuda"] is not None:
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def set_base_lrs(trainer: L.Trainer, lrs: list[float]) -> None:
@@ -119,7 +100,7 @@ class LRFinder(L.Callback):
             "schedulers": [
                 copy.deepcopy(c.scheduler.state_dict()) for c in trainer.lr_scheduler_configs
             ],
-            "rng": _rng_state(),
+            "rng": capture_rng_state(),
             "training": pl_module.training,
         }
         try:
@@ -129,7 +110,7 @@ class LRFinder(L.Callback):
             optimizer.load_state_dict(saved["optimizer"])
             for c, s in zip(trainer.lr_scheduler_configs, saved["schedulers"], strict=True):
                 c.scheduler.load_state_dict(s)
-            _set_rng_state(saved["rng"])
+            restore_rng_state(saved["rng"])
             pl_module.train(saved["training"])
             optimizer.zero_grad(set_to_none=True)
         self._finish(trainer, base, lrs, losses)

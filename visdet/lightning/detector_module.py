@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 from collections.abc import Callable
 
 import lightning as L
-import numpy as np
 import torch
 from torch import nn
 
 from visdet.data.augment import DetectionAugment
 from visdet.metrics import CocoMeanAP
 from visdet.models.lora import LoRAConfig, LoRALayer, inject_lora, save_adapters
+from visdet.rng_state import capture_rng_state, restore_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -194,22 +193,11 @@ class DetectorModule(L.LightningModule):
 
     # -- checkpoints: random-number state, so a resumed run continues the same streams ----
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["rng_states"] = {
-            "torch": torch.get_rng_state(),
-            "python": random.getstate(),
-            "numpy": np.random.get_state(),  # noqa: NPY002 - the global stream others use
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        }
+        checkpoint["rng_states"] = capture_rng_state()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        states = checkpoint.get("rng_states")
-        if not states:
-            return
-        torch.set_rng_state(states["torch"])
-        random.setstate(states["python"])
-        np.random.set_state(states["numpy"])  # noqa: NPY002
-        if states.get("cuda") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(states["cuda"])
+        if checkpoint.get("rng_states"):
+            restore_rng_state(checkpoint["rng_states"])
 
     # -- optimisation ---------------------------------------------------------------------
     def configure_optimizers(self):
