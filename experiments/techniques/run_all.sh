@@ -9,7 +9,7 @@ OUT=outputs/experiments
 BASE_CKPT=${BASE_CKPT:?set BASE_CKPT to a shapes-trained checkpoint}
 COMMON="~callbacks.progress_bar +trainer.enable_progress_bar=false"
 # the shifted variant for fine-tuning: another seed, bigger and more objects, fewer images
-SHIFT="data.source.seed=1 +data.source.min_object_size=20 +data.source.max_object_size=72 +data.source.max_objects=6 data.source.num_train=300"
+SHIFT="trainer.check_val_every_n_epoch=1 data.source.seed=1 +data.source.min_object_size=20 +data.source.max_object_size=72 +data.source.max_objects=6 data.source.num_train=300"
 run() { name=$1; shift; echo "== $name"; /usr/bin/time -f "$name wall %e s" $PY train.py hydra.run.dir=$OUT/$name $COMMON "$@" 2>&1 | grep -E "final:|LR finder|wall|LoRA|freeze_unfreeze|progressive" ; }
 
 # (a) LR finder curve and suggestion (the sweep, then one short epoch)

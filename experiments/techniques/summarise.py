@@ -32,7 +32,9 @@ def row(name: str, run: dict) -> str:
     m = run["metrics"]
     step_s = m["time_s"] / max(1, m["global_step"])
     mem = m.get("peak_memory_mb", {}).get("process_rss")
-    return (f"| {name} | {m['epochs']} | {m['val/mAP']:.3f} | {m['val/mAP50']:.3f} | "
+    nan = float("nan")
+    return (f"| {name} | {m['epochs']} | {m.get('val/mAP', nan):.3f} | "
+            f"{m.get('val/mAP50', nan):.3f} | "
             f"{m['time_s']:.0f} | {step_s:.2f} | {m.get('trainable_params', 0):,} | "
             f"{'-' if mem is None else f'{mem:.0f}'} |")
 
