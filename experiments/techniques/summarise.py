@@ -1,6 +1,6 @@
 """Collect the runs of run_all.sh into tables (Markdown) and plots (PNG).
 
-    .venv/bin/python experiments/techniques/summarise.py [--fixed RUN_DIR_OF_MAKE_TRAIN]
+.venv/bin/python experiments/techniques/summarise.py [--fixed RUN_DIR_OF_MAKE_TRAIN]
 """
 
 from __future__ import annotations
@@ -33,10 +33,12 @@ def row(name: str, run: dict) -> str:
     step_s = m["time_s"] / max(1, m["global_step"])
     mem = m.get("peak_memory_mb", {}).get("process_rss")
     nan = float("nan")
-    return (f"| {name} | {m['epochs']} | {m.get('val/mAP', nan):.3f} | "
-            f"{m.get('val/mAP50', nan):.3f} | "
-            f"{m['time_s']:.0f} | {step_s:.2f} | {m.get('trainable_params', 0):,} | "
-            f"{'-' if mem is None else f'{mem:.0f}'} |")
+    return (
+        f"| {name} | {m['epochs']} | {m.get('val/mAP', nan):.3f} | "
+        f"{m.get('val/mAP50', nan):.3f} | "
+        f"{m['time_s']:.0f} | {step_s:.2f} | {m.get('trainable_params', 0):,} | "
+        f"{'-' if mem is None else f'{mem:.0f}'} |"
+    )
 
 
 def plot(curves: dict[str, list[tuple[int, float]]], path: Path, title: str) -> None:
@@ -57,12 +59,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--fixed", type=Path, help="run directory of the fixed-size `make train`")
     args = parser.parse_args()
-    runs = {p.name: load(p) for p in sorted(RUNS.iterdir()) if (p / "metrics.json").exists()
-            and (p / "csv").exists()}
+    runs = {
+        p.name: load(p)
+        for p in sorted(RUNS.iterdir())
+        if (p / "metrics.json").exists() and (p / "csv").exists()
+    }
     if args.fixed:
         runs["fixed_8ep (make train)"] = load(args.fixed)
-    header = ("| run | epochs | val mAP | mAP50 | wall s | s/step | trainable params "
-              "| peak RSS MiB |\n| --- | --- | --- | --- | --- | --- | --- | --- |")
+    header = (
+        "| run | epochs | val mAP | mAP50 | wall s | s/step | trainable params "
+        "| peak RSS MiB |\n| --- | --- | --- | --- | --- | --- | --- | --- |"
+    )
     print(header)
     for name, run in runs.items():
         print(row(name, run))
@@ -72,10 +79,14 @@ def main() -> None:
         shutil.copy(lr / "lr_finder.json", HERE / "lr_finder.json")
     groups = {
         "schedules.png": ("one-cycle vs warm-up + multistep", ["default_4ep", "one_cycle_4ep"]),
-        "progressive.png": ("progressive resizing vs fixed size",
-                            ["progressive_8ep", "fixed_8ep (make train)"]),
-        "finetune.png": ("fine-tuning onto shifted shapes",
-                         ["finetune_full", "finetune_lora", "finetune_discriminative"]),
+        "progressive.png": (
+            "progressive resizing vs fixed size",
+            ["progressive_8ep", "fixed_8ep (make train)"],
+        ),
+        "finetune.png": (
+            "fine-tuning onto shifted shapes",
+            ["finetune_full", "finetune_lora", "finetune_discriminative"],
+        ),
     }
     for filename, (title, names) in groups.items():
         plot({n: runs[n]["val"] for n in names if n in runs}, HERE / filename, title)

@@ -118,8 +118,9 @@ def test_applying_a_suggestion_sets_the_one_cycle_peak():
     from visdet.lightning.one_cycle import OneCycle
 
     a, b = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
-    opt = torch.optim.SGD([{"params": [a], "lr": 0.01}, {"params": [b], "lr": 0.1}], lr=0.1,
-                          momentum=0.9)
+    opt = torch.optim.SGD(
+        [{"params": [a], "lr": 0.01}, {"params": [b], "lr": 0.1}], lr=0.1, momentum=0.9
+    )
     sched = OneCycle(opt, total_steps=20)
 
     class _Config:
