@@ -59,3 +59,27 @@ def test_epoch_sizes_follow_the_schedule_and_boxes_scale_with_images():
         assert val[0].shape[-2] == 128  # validation at full size
     cb.on_fit_end(_Trainer(5), module)
     assert module.augment.size_override is None
+
+
+def test_does_not_grow_past_a_size_predicted_not_to_fit(monkeypatch):
+    # a pretend CUDA device with 1 GiB: 64 px measured at 300 MiB predicts 96 px -> 675 MiB
+    # (fits in 90%) and 128 px -> 1200 MiB (does not): training stays at 96, one warning
+    class _Props:
+        total_memory = 2**30
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: _Props())
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device: None)
+    cb = ProgressiveResize(start_scale=0.5, final_fraction=0.2)
+    module = _Module()
+    module.device = torch.device("cuda")
+    cb.on_fit_start(_Trainer(0), module)
+    cb.peak_memory = {64: 300 * 2**20}
+    used = []
+    with pytest.warns(UserWarning, match="predicted not to fit") as record:
+        for epoch in range(5):
+            cb.on_train_epoch_start(_Trainer(epoch), module)
+            used.append(module.augment.size_override)
+            if module.augment.size_override == 96:
+                cb.peak_memory[96] = int(300 * 2**20 * (96 / 64) ** 2)
+    assert used == [64, 64, 96, 96, 96]
+    assert len(record) == 1
