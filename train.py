@@ -7,6 +7,7 @@ Config groups live in conf/ (``python train.py --help`` lists them). The run's o
 import sys
 
 import hydra
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 from visdet.config.validate import ConfigError
@@ -19,7 +20,7 @@ from visdet.run import metric_value, train
 def main(cfg: DictConfig) -> float:
     try:
         metrics = train(cfg)
-    except ConfigError as e:
+    except (ConfigError, InstantiationException) as e:
         sys.exit(f"config error: {e}")
     except (NonFiniteLossError, DatasetError, FileNotFoundError) as e:
         sys.exit(f"training stopped: {e}")

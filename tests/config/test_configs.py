@@ -87,3 +87,23 @@ def test_help_lists_the_groups():
         "trainer: cpu, ddp, default, gpu",
     ):
         assert group in out, out
+
+
+def test_train_py_stops_with_one_line_naming_the_key(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(CONF.parent / "train.py"),
+            "+optim.lrr=0.1",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode != 0
+    assert "config error: optim.lrr: unknown key" in out.stderr
+    assert "Traceback" not in out.stderr
