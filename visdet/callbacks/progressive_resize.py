@@ -17,6 +17,8 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
+from visdet.lightning.schedulers import cosine_between
+
 SCHEDULES = ("linear", "cosine")
 
 
@@ -55,8 +57,9 @@ def schedule_sizes(
     for e in range(growing):
         t = e / max(1, growing)
         if schedule == "cosine":
-            t = (1 - math.cos(math.pi * t)) / 2
-        size = start + t * (final_size - start)
+            size = cosine_between(start, final_size, t)
+        else:
+            size = start + t * (final_size - start)
         sizes.append(max(step, int(size) // step * step))
     return sizes + [final_size] * full
 

@@ -161,9 +161,8 @@ def validate_config(cfg: DictConfig) -> None:
         if key == "hydra":
             continue
         try:
-            OmegaConf.to_container(cfg[key], resolve=True, throw_on_missing=False) if isinstance(
-                cfg[key], (DictConfig, ListConfig)
-            ) else cfg[key]
+            if isinstance(cfg[key], (DictConfig, ListConfig)):
+                OmegaConf.to_container(cfg[key], resolve=True, throw_on_missing=False)
         except Exception as e:  # noqa: BLE001 - interpolation errors, re-raised briefly
             raise ConfigError(f"{key}: cannot resolve an interpolation ({e})") from None
         _walk(cfg[key], str(key))

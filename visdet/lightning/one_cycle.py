@@ -16,10 +16,7 @@ from collections.abc import Sequence
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-
-def cosine_between(start: float, end: float, pos: float) -> float:
-    """Cosine interpolation from ``start`` (pos 0) to ``end`` (pos 1)."""
-    return start + (1 - math.cos(math.pi * pos)) / 2 * (end - start)
+from visdet.lightning.schedulers import cosine_between
 
 
 def one_cycle_value(

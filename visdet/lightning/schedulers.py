@@ -11,6 +11,11 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
 
+def cosine_between(start: float, end: float, pos: float) -> float:
+    """Cosine interpolation from ``start`` (pos 0) to ``end`` (pos 1)."""
+    return start + (1 - math.cos(math.pi * pos)) / 2 * (end - start)
+
+
 def _warmup(step: int, warmup_steps: int, warmup_factor: float) -> float:
     if step >= warmup_steps:
         return 1.0
@@ -51,6 +56,6 @@ def warmup_cosine(
         if step < warmup_steps:
             return _warmup(step, warmup_steps, warmup_factor)
         t = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return final_factor + (1 - final_factor) * 0.5 * (1 + math.cos(math.pi * t))
+        return cosine_between(1.0, final_factor, t)
 
     return LambdaLR(optimizer, factor)
