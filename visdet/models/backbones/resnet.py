@@ -171,6 +171,19 @@ class ResNet(nn.Module):
             m.eval()  # frozen stages keep their BatchNorm statistics
         return self
 
+    def output_size(self, height: int, width: int, stage: str) -> tuple[int, int]:
+        """Spatial size (h, w) of ``stage`` for an input of height x width.
+
+        The stem conv, the max-pool and every stride-2 conv map n to floor((n - 1) / 2) + 1.
+        """
+        if stage not in STAGE_NAMES:
+            raise ValueError(f"stage must be one of {STAGE_NAMES}, got {stage!r}")
+        if height < 1 or width < 1:
+            raise ValueError(f"input size must be >= 1, got {height}x{width}")
+        for _ in range(STAGE_NAMES.index(stage) + 2):
+            height, width = (height - 1) // 2 + 1, (width - 1) // 2 + 1
+        return height, width
+
     def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
         """x: [B, 3, H, W] -> OrderedDict of the selected stages (+ ``logits`` [B, classes])."""
         if x.dim() != 4 or x.shape[1] != 3:

@@ -1,0 +1,1 @@
+"""Tools for looking at feature maps: previews of encoder and backbone outputs."""

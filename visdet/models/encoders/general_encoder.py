@@ -1,0 +1,139 @@
+"""An image encoder: a visdet backbone cut at one stage, images in, one feature map out.
+
+The input resolution is configuration (``input_shape``, default 3x224x224): it is used to
+report shapes, to make example inputs for export and as the spec's declared input, but it is
+not baked into the module: a convolutional encoder runs at any height and width.
+Mean/std normalisation happens inside (DESIGN: exported models take plain [0, 1] images).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from visdet.models.backbones.resnet import ResNet
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Where a backbone's weights live in the checkpoints visdet writes.
+BACKBONE_PREFIXES = ("detector.backbone.", "encoder.backbone.", "backbone.")
+
+
+class GeneralEncoder(nn.Module):
+    """images [B, 3, H, W] in [0, 1] -> features [B, C, h, w] of ``stage``.
+
+    Args:
+        backbone: a visdet backbone (``out_channels``/``strides`` dicts, ``output_size``,
+            forward returning a dict of stages); None builds ``ResNet(depth)``.
+        stage: which backbone output is the feature map (``"c2"``..``"c5"`` for ResNet).
+        input_shape: (C, H, W) the encoder is declared for (default 3x224x224).
+        depth, norm: used only when ``backbone`` is None.
+        init_from: a checkpoint whose backbone weights to load (a DetectorModule or
+            EncoderModule ``.ckpt``, or a plain state dict with ``backbone.*`` keys).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module | None = None,
+        stage: str = "c5",
+        input_shape: Sequence[int] = (3, 224, 224),
+        depth: int = 18,
+        norm: str = "bn",
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        init_from: str | None = None,
+    ) -> None:
+        super().__init__()
+        if backbone is None:
+            backbone = ResNet(depth=depth, out_stages=(stage,), norm=norm)
+        for attr in ("out_channels", "output_size"):
+            if not hasattr(backbone, attr):
+                raise TypeError(f"backbone {type(backbone).__name__} has no '{attr}'")
+        if stage not in backbone.out_channels:
+            raise ValueError(
+                f"stage must be one of the backbone's stages {list(backbone.out_channels)}, "
+                f"got {stage!r}"
+            )
+        if stage not in getattr(backbone, "out_stages", (stage,)):
+            raise ValueError(f"the backbone does not return stage {stage!r}; add it to out_stages")
+        input_shape = tuple(int(s) for s in input_shape)
+        if len(input_shape) != 3 or input_shape[0] != 3 or min(input_shape) < 1:
+            raise ValueError(
+                f"input_shape must be (3, H, W) with H, W >= 1, got {list(input_shape)}"
+            )
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise ValueError(f"mean and std need 3 values with std > 0, got {mean}, {std}")
+        self.backbone = backbone
+        self.stage = stage
+        self.input_shape = input_shape
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        if init_from:
+            load_backbone_weights(self.backbone, init_from)
+
+    @property
+    def out_channels(self) -> int:
+        return int(self.backbone.out_channels[self.stage])
+
+    def output_shape(self, input_shape: Sequence[int] | None = None) -> tuple[int, int, int]:
+        """(C, h, w) of the features for an input (3, H, W) (default: the declared one)."""
+        shape = tuple(int(s) for s in (input_shape or self.input_shape))
+        if len(shape) != 3 or shape[0] != 3 or min(shape) < 1:
+            raise ValueError(f"input shape must be (3, H, W) with H, W >= 1, got {list(shape)}")
+        h, w = self.backbone.output_size(shape[1], shape[2], self.stage)
+        return (self.out_channels, h, w)
+
+    def forward(self, images: Tensor) -> Tensor:
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"encoder input must be [B, 3, H, W], got {list(images.shape)}")
+        return self.backbone((images - self.mean) / self.std)[self.stage]
+
+
+def _checkpoint_state(path: str) -> dict[str, Tensor]:
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"init_from: checkpoint not found: {path}") from None
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"init_from: {path} holds no state dict")
+    return state
+
+
+def load_backbone_weights(backbone: nn.Module, path: str) -> None:
+    """Load the backbone weights of a visdet checkpoint into ``backbone`` (strict, except
+    BatchNorm's ``num_batches_tracked`` counter, which FrozenBatchNorm does not keep, and a
+    classifier ``fc`` that only one side has)."""
+    state = _checkpoint_state(path)
+    for prefix in BACKBONE_PREFIXES:
+        weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if weights:
+            break
+    else:
+        raise ValueError(
+            f"init_from: {path} has no backbone weights (looked for keys starting with "
+            f"{list(BACKBONE_PREFIXES)})"
+        )
+    try:
+        result = backbone.load_state_dict(weights, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise ValueError(f"init_from: {path} does not match this backbone: {e}") from None
+    missing = [
+        k
+        for k in result.missing_keys
+        if not k.endswith("num_batches_tracked") and not k.startswith("fc.")
+    ]
+    unexpected = [k for k in result.unexpected_keys if not k.startswith("fc.")]
+    if missing or unexpected:
+        raise ValueError(
+            f"init_from: {path} does not match this backbone (is the depth the same?): "
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    log.info(
+        "initialised the encoder backbone from %s (%s*, %d tensors)", path, prefix, len(weights)
+    )
