@@ -147,14 +147,25 @@ def _walk(node: Any, path: str) -> None:
             _walk(item, f"{path}[{i}]")
 
 
-def validate_config(cfg: DictConfig) -> None:
-    """Raise ConfigError naming the first bad key of ``cfg``."""
-    unknown = sorted(set(cfg.keys()) - TOP_LEVEL)
+TRAIN_GROUPS = ("data", "model", "aug", "optim", "trainer")
+
+
+def validate_config(
+    cfg: DictConfig,
+    top_level: set[str] | frozenset[str] = frozenset(TOP_LEVEL),
+    required: tuple[str, ...] = TRAIN_GROUPS,
+) -> None:
+    """Raise ConfigError naming the first bad key of ``cfg``.
+
+    ``top_level`` and ``required`` default to the training config's; other entry points
+    (export, encoder fine-tuning, feature extraction) pass their own.
+    """
+    unknown = sorted(set(cfg.keys()) - set(top_level))
     if unknown:
         raise ConfigError(
-            f"{unknown[0]}: unknown top-level key; allowed: {', '.join(sorted(TOP_LEVEL))}"
+            f"{unknown[0]}: unknown top-level key; allowed: {', '.join(sorted(top_level))}"
         )
-    for group in ("data", "model", "aug", "optim", "trainer"):
+    for group in required:
         if group not in cfg or cfg[group] is None:
             raise ConfigError(f"{group}: missing config group; pick one, e.g. {group}=...")
     for key in cfg:

@@ -13,16 +13,6 @@ from collections.abc import Sequence
 from torch import Tensor
 
 
-def check_feature_map(features: Tensor, who: str) -> None:
-    """features must be [B, C, H, W] with every dimension >= 1."""
-    if features.dim() != 4:
-        raise ValueError(f"{who}: features must be 4-D [B, C, H, W], got {list(features.shape)}")
-    if min(features.shape) < 1:
-        raise ValueError(
-            f"{who}: every dimension of features must be >= 1, got {list(features.shape)}"
-        )
-
-
 def check_map_shape(shape: Sequence[int], who: str) -> tuple[int, int, int]:
     """shape (without batch) must be (C, H, W) with every entry >= 1."""
     shape = tuple(int(s) for s in shape)

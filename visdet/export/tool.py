@@ -1,0 +1,48 @@
+"""The export run behind ``python -m visdet.export``: validate, build, export, report."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from visdet.atomic_write import write_text_atomic
+from visdet.config.validate import validate_config
+from visdet.export.exporter import BackendResult, format_results
+
+log = logging.getLogger(__name__)
+
+TOP_LEVEL = {"encoder", "export", "paths", "hydra", "task_name", "seed"}
+
+
+def run_export(cfg: DictConfig) -> list[BackendResult]:
+    validate_config(cfg, top_level=TOP_LEVEL, required=("encoder", "export"))
+    torch.manual_seed(cfg.get("seed") or 0)
+    encoder = instantiate(cfg.encoder)
+    export = instantiate(cfg.export)
+    results = export(encoder=encoder)
+    output_dir = Path(cfg.export.output_dir)
+    report = [
+        {
+            "backend": r.backend,
+            "weights": r.weights.name,
+            "spec": r.spec.name,
+            "size_mb": round(r.size_mb, 2),
+            "export_s": round(r.export_s, 2),
+            "verify_s": round(r.verify_s, 2),
+            "max_abs_diff": r.max_abs_diff,
+            "dynamic_hw": r.dynamic_hw,
+            "checks": [
+                {"batch": b, "height": h, "width": w, "max_abs_diff": d} for b, h, w, d in r.checks
+            ],
+        }
+        for r in results
+    ]
+    write_text_atomic(output_dir / "export_report.json", json.dumps(report, indent=2) + "\n")
+    print(format_results(results), flush=True)
+    print(f"exported to {output_dir}: " + ", ".join(r.spec.name for r in results), flush=True)
+    return results
