@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 FINAL_KEYS = ("mAP", "mAP50", "mAP75")
 
 
-def _instantiate_dict(node: DictConfig | None) -> list:
+def instantiate_dict(node: DictConfig | None) -> list:
     """Objects of a group whose entries each have a ``_target_`` (callbacks, loggers)."""
     if not node:
         return []
@@ -62,10 +62,10 @@ def train(cfg: DictConfig) -> dict:
         augment=instantiate(cfg.aug),
         param_groups=instantiate(groups_cfg) if groups_cfg else None,
     )
-    callbacks = _instantiate_dict(cfg.get("callbacks"))
-    loggers = _instantiate_dict(cfg.get("logger"))
+    callbacks = instantiate_dict(cfg.get("callbacks"))
+    loggers = instantiate_dict(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    _save_config(cfg, output_dir)
+    save_config(cfg, output_dir)
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=False)
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -101,7 +101,7 @@ def _peak_memory_mb(module) -> dict[str, float]:
 
 
 @rank_zero_only
-def _save_config(cfg: DictConfig, output_dir: Path) -> None:
+def save_config(cfg: DictConfig, output_dir: Path) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "config_resolved.yaml").write_text(
         OmegaConf.to_yaml(

@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 from visdet.config.validate import ConfigError
 from visdet.export import ExportVerificationError, export_encoder, load_spec, read_spec
 from visdet.export import exporter as exporter_module
-from visdet.export.spec import WeightsVariant, spec_to_dict, write_spec
+from visdet.export.spec import spec_to_dict, write_spec
 from visdet.export.tool import run_export
 from visdet.models.encoders import GeneralEncoder
 from visdet.models.post_encoder import global_avg_pool, spatial_point
@@ -122,8 +122,7 @@ def test_spec_post_encoder_applied_by_runner(tmp_path):
     got = load_spec(tmp_path / "maps.torchscript.json")(image)["features"]
     with torch.no_grad():
         torch.testing.assert_close(got, global_avg_pool(enc(image)), atol=1e-5, rtol=1e-5)
-    # a variant for batch size 3 that is a different (broken) file is used for batch 3 only
-    os.link(tmp_path / "maps.pt", tmp_path / "maps_b3.pt")
+    # a variant for batch size 5 is used for batch 5 only (its file is missing here)
     data = spec_to_dict(spec)
     data["weights_variants"] = [{"path": "missing_b5.pt", "batch_size": 5}]
     (tmp_path / "variants.json").write_text(json.dumps(data))

@@ -41,7 +41,7 @@ TOP_LEVEL = {
 
 # arguments that visdet.run passes at instantiation time, so the config must not set them
 INJECTED = {
-    "model": {"optimizer", "scheduler", "augment", "param_groups"},
+    "model": {"optimizer", "scheduler", "augment", "param_groups", "encoder", "num_classes"},
     "trainer": {"callbacks", "logger"},
 }
 # keys a node may carry beside its target's arguments (visdet.run takes them out first)

@@ -1,16 +1,23 @@
 """Datasets, datamodules and device-side augmentation."""
 
 from visdet.data.augment import DetectionAugment
+from visdet.data.classification_datamodule import ClassificationDataModule
 from visdet.data.coco import CocoDetection, load_coco
 from visdet.data.datamodule import DetectionDataModule, collate_detection
+from visdet.data.image_folder import ImageFolderDataset
+from visdet.data.object_crops import ObjectCropDataset, shapes_crops
 from visdet.data.sources import CocoSource, ShapesSource
 
 __all__ = [
+    "ClassificationDataModule",
     "CocoDetection",
     "CocoSource",
     "DetectionAugment",
     "DetectionDataModule",
+    "ImageFolderDataset",
+    "ObjectCropDataset",
     "ShapesSource",
     "collate_detection",
     "load_coco",
+    "shapes_crops",
 ]

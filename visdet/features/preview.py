@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from visdet.atomic_write import write_bytes_atomic
 
 NORMALIZE_MODES = ("per_channel", "global")
 CELL_INCHES = 1.6
@@ -44,19 +44,6 @@ def grid_shape(n_cells: int, columns: int | None = None) -> tuple[int, int]:
         raise ValueError(f"columns must be >= 1 or None, got {columns}")
     cols = math.ceil(math.sqrt(n_cells)) if columns is None else min(columns, n_cells)
     return math.ceil(n_cells / cols), cols
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_feature_grid(
@@ -129,5 +116,31 @@ def save_feature_grid(
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
     path = Path(path)
-    _write_bytes_atomic(path, buf.getvalue())
+    write_bytes_atomic(path, buf.getvalue())
     return path
+
+
+@torch.no_grad()
+def preview_features(
+    encoder,
+    image: str,
+    output: str,
+    num_channels: int = 16,
+    columns: int | None = None,
+    cmap: str = "viridis",
+    normalize: str = "per_channel",
+) -> Path:
+    """Encode one image file (resized to the encoder's declared input) and save the grid."""
+    from visdet.data.image_folder import open_rgb, to_tensor
+
+    path = Path(image)
+    if not path.is_file():
+        raise FileNotFoundError(f"preview.image: file not found: {path}")
+    _, height, width = encoder.input_shape
+    pixels = to_tensor(open_rgb(path), (height, width))
+    features = encoder.eval()(pixels[None])[0]
+    title = f"{path.name}: {type(encoder).__name__} {getattr(encoder, 'stage', '')}".strip()
+    return save_feature_grid(
+        features, output, num_channels=num_channels, columns=columns, cmap=cmap,
+        image=pixels, title=title, normalize=normalize,
+    )  # fmt: skip
