@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -29,6 +30,7 @@ REQUIRED = ("encoder", "data", "model", "optim", "trainer")
 def train_encoder(cfg: DictConfig) -> dict:
     """Fine-tune as configured; returns the metrics written to metrics.json."""
     validate_config(cfg, top_level=TOP_LEVEL, required=REQUIRED)
+    warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")  # inside Lightning
     start = time.perf_counter()
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)

@@ -59,8 +59,11 @@ def test_init_from_detector_checkpoint(tmp_path):
     path = tmp_path / "det.ckpt"
     torch.save({"state_dict": state, "epoch": 3}, path)
     enc = GeneralEncoder(depth=18, stage="c4", init_from=str(path)).eval()
-    for name, tensor in detector.backbone.state_dict().items():
-        torch.testing.assert_close(enc.backbone.state_dict()[name], tensor, msg=name)
+    det_state = detector.backbone.state_dict()
+    assert not any(k.startswith("layer4.") for k in enc.backbone.state_dict())  # dropped
+    for name, tensor in enc.backbone.state_dict().items():
+        if not name.endswith("num_batches_tracked"):  # FrozenBN keeps no counter
+            torch.testing.assert_close(tensor, det_state[name], msg=name)
     x = torch.rand(1, 3, 96, 96)
     with torch.no_grad():
         expected = detector.backbone((x - enc.mean) / enc.std)["c4"]
@@ -77,3 +80,11 @@ def test_init_from_errors(tmp_path):
     torch.save({f"backbone.{k}": v for k, v in r50.state_dict().items()}, tmp_path / "r50.pt")
     with pytest.raises(ValueError, match="does not match this backbone"):
         GeneralEncoder(depth=18, init_from=str(tmp_path / "r50.pt"))
+
+
+def test_layers_after_the_stage_are_dropped():
+    enc = GeneralEncoder(depth=18, stage="c3")
+    names = {n.split(".")[1] for n, _ in enc.named_parameters()}
+    assert names == {"conv1", "bn1", "layer1", "layer2"}
+    full = sum(p.numel() for p in ResNet(depth=18).parameters())
+    assert sum(p.numel() for p in enc.parameters()) < full / 4

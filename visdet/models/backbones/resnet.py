@@ -112,6 +112,7 @@ class ResNet(nn.Module):
         self.depth = depth
         self.out_stages = tuple(s for s in STAGE_NAMES if s in out_stages)
         self.frozen_stages = frozen_stages
+        self.dropped: tuple[str, ...] = ()  # layers removed by truncate()
 
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
         self.bn1 = norm_layer(64)
@@ -170,6 +171,19 @@ class ResNet(nn.Module):
         for m in self._frozen_modules():
             m.eval()  # frozen stages keep their BatchNorm statistics
         return self
+
+    def truncate(self, stage: str) -> None:
+        """Drop the layers after ``stage`` (an encoder cut at ``stage`` never runs them).
+
+        Their names are kept in ``dropped`` so checkpoint loading can skip their weights."""
+        if stage not in STAGE_NAMES:
+            raise ValueError(f"stage must be one of {STAGE_NAMES}, got {stage!r}")
+        if self.num_classes is not None:
+            raise ValueError("a ResNet with a classifier (num_classes) cannot be truncated")
+        for i in range(STAGE_NAMES.index(stage) + 1, len(STAGE_NAMES)):
+            setattr(self, f"layer{i + 1}", nn.Identity())
+            self.dropped = (*self.dropped, f"layer{i + 1}")
+        self.out_stages = tuple(s for s in self.out_stages if s <= stage) or (stage,)
 
     def output_size(self, height: int, width: int, stage: str) -> tuple[int, int]:
         """Spatial size (h, w) of ``stage`` for an input of height x width.

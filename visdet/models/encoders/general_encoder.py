@@ -68,6 +68,8 @@ class GeneralEncoder(nn.Module):
             )
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             raise ValueError(f"mean and std need 3 values with std > 0, got {mean}, {std}")
+        if hasattr(backbone, "truncate"):
+            backbone.truncate(stage)  # later stages would only add unused weights
         self.backbone = backbone
         self.stage = stage
         self.input_shape = input_shape
@@ -107,8 +109,8 @@ def _checkpoint_state(path: str) -> dict[str, Tensor]:
 
 def load_backbone_weights(backbone: nn.Module, path: str) -> None:
     """Load the backbone weights of a visdet checkpoint into ``backbone`` (strict, except
-    BatchNorm's ``num_batches_tracked`` counter, which FrozenBatchNorm does not keep, and a
-    classifier ``fc`` that only one side has)."""
+    BatchNorm's ``num_batches_tracked`` counter, which FrozenBatchNorm does not keep, a
+    classifier ``fc`` that only one side has, and layers the backbone dropped)."""
     state = _checkpoint_state(path)
     for prefix in BACKBONE_PREFIXES:
         weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
@@ -128,7 +130,8 @@ def load_backbone_weights(backbone: nn.Module, path: str) -> None:
         for k in result.missing_keys
         if not k.endswith("num_batches_tracked") and not k.startswith("fc.")
     ]
-    unexpected = [k for k in result.unexpected_keys if not k.startswith("fc.")]
+    skipped = ("fc", *getattr(backbone, "dropped", ()))  # weights this backbone does not use
+    unexpected = [k for k in result.unexpected_keys if k.split(".")[0] not in skipped]
     if missing or unexpected:
         raise ValueError(
             f"init_from: {path} does not match this backbone (is the depth the same?): "
