@@ -1,5 +1,6 @@
 """``python -m visdet.train_encoder``: fine-tune an encoder + linear head
-(conf/train_encoder.yaml; e.g. ``data=image_folder data.train.root=/my/classes``)."""
+(conf/train_encoder.yaml; e.g.
+``encoder_data@data=image_folder data.train.root=/my/classes``)."""
 
 import sys
 

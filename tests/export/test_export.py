@@ -175,6 +175,7 @@ def test_failed_verification_keeps_existing_files(tmp_path, monkeypatch):
             "interpolation",
         ),
         ({"post_encoder": ["global_avg_pool", "spatial_point"]}, r"step 1 \(spatial_point\)"),
+        ({"verify_sizes": [[32, 32], [64, 2048]]}, "outside dynamic_hw"),
     ],
 )
 def test_export_argument_errors(tmp_path, kwargs, match):
@@ -212,3 +213,20 @@ def test_run_export_config_errors(tmp_path):
         run_export(export_cfg(tmp_path, "+export.colour=red"))
     with pytest.raises(ConfigError, match="encoder.depth: expected int"):
         run_export(export_cfg(tmp_path, "encoder.depth=eighteen"))
+
+
+def test_verification_cases():
+    from visdet.export.exporter import exportable_hw, verification_cases
+
+    assert verification_cases((3, 224, 224), [1, 3], None, (33, 1024)) == [
+        (1, 224, 224), (3, 224, 224), (1, 256, 288), (3, 256, 288)
+    ]  # fmt: skip
+    # near the upper bound the second size goes down instead
+    assert verification_cases((3, 1000, 1000), [1, 2], None, (33, 1024))[2:] == [
+        (1, 968, 936), (2, 968, 936)
+    ]  # fmt: skip
+    assert verification_cases((3, 64, 64), [1, 2], None, None) == [(1, 64, 64), (2, 64, 64)]
+    # c5 (stride 32): sizes up to 32 give a 1x1 map, which torch.export cannot keep dynamic
+    enc = GeneralEncoder(depth=18, stage="c5", input_shape=(3, 224, 224))
+    assert exportable_hw(enc, (32, 1024)) == (33, 1024)
+    assert exportable_hw(GeneralEncoder(stage="c5", input_shape=(3, 32, 32)), (16, 64)) is None

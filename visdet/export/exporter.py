@@ -74,14 +74,13 @@ def _example_inputs(model: ExportModel, batch: int, height: int, width: int, see
     return image, point
 
 
-def _export_torchscript(model: ExportModel, example: tuple, path: Path) -> bool:
+def _export_torchscript(model: ExportModel, example: tuple, path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is what libtorch loads
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # input checks become constants
         traced = torch.jit.trace(model.encoder, (example[0],), check_trace=False)
         scripted = torch.jit.script(ExportModel(traced, list(zip(model.keys, model.modes))))
         scripted.save(str(path))
-    return True
 
 
 def _export_aoti(
@@ -118,17 +117,39 @@ def _export_aoti(
     return dynamic_hw
 
 
+def exportable_hw(encoder: GeneralEncoder, hw: tuple[int, int]) -> tuple[int, int] | None:
+    """Raise the lower H/W bound until the feature map is at least 2x2: torch.export
+    specialises size-1 dimensions, so a range that reaches a 1x1 map cannot stay dynamic.
+    None when the declared input size itself falls below the raised bound."""
+    lo, hi = hw
+    while lo <= hi and min(encoder.output_shape((3, lo, lo))[1:]) < 2:
+        lo += 1
+    if lo != hw[0]:
+        log.info("dynamic_hw: lower bound raised from %d to %d (feature maps >= 2x2)", hw[0], lo)
+    return (lo, hi) if lo <= min(encoder.input_shape[1:]) else None
+
+
 def verification_cases(
     input_shape: Sequence[int],
     batch_sizes: Sequence[int],
     sizes: Sequence[Sequence[int]] | None,
-    dynamic_hw: bool,
+    hw: tuple[int, int] | None,
 ) -> list[tuple[int, int, int]]:
-    """(batch, height, width) to check; a fixed-size export is checked at its own size only."""
+    """(batch, height, width) to check. Default sizes: the declared one and (H + 32, W + 64),
+    or (H - 32, W - 64) where that leaves the ``hw`` range; a fixed-size export (``hw``
+    None) is checked at its own size only."""
     _, h, w = input_shape
-    sizes = [tuple(s) for s in sizes] if sizes else [(h, w), (h + 32, w + 64)]
-    if not dynamic_hw:
-        sizes = [(h, w)]
+    if hw is None:
+        return [(b, h, w) for b in batch_sizes]
+    lo, hi = hw
+    if sizes:
+        sizes = [(int(s[0]), int(s[1])) for s in sizes]
+        outside = [s for s in sizes if not (lo <= s[0] <= hi and lo <= s[1] <= hi)]
+        if outside:
+            raise ValueError(f"verify_sizes {outside} lie outside dynamic_hw [{lo}, {hi}]")
+    else:
+        up = (h + 32, w + 64)
+        sizes = [(h, w), up if max(up) <= hi else (max(lo, h - 32), max(lo, w - 64))]
     return [(b, sh, sw) for sh, sw in sizes for b in batch_sizes]
 
 
@@ -164,11 +185,18 @@ def verify(
 def build_spec(
     encoder: GeneralEncoder, steps: list[PostEncoderStep], baked: bool, weights: str, backend: str,
     model_id: str, display_name: str, description: str, max_batch: int, recommended: str | None,
+    hw: tuple[int, int] | None = None,
 ) -> ModelSpec:  # fmt: skip
     feature_shape = encoder.output_shape()
     pipeline = PostEncoderPipeline([build_post_encoder(s.module, s.interpolation) for s in steps])
     out_shape = pipeline.output_shape(feature_shape)  # raises naming the step if impossible
-    inputs = [TensorSlot("image", encoder.input_shape, description="RGB image, float32 in [0, 1]")]
+    _, h, w = encoder.input_shape
+    sizes = f"height and width {hw[0]}..{hw[1]}" if hw else f"fixed size {h}x{w}"
+    inputs = [
+        TensorSlot(
+            "image", encoder.input_shape, description=f"RGB image, float32 in [0, 1]; {sizes}"
+        )
+    ]
     if baked and any(s.module == "spatial_point" for s in steps):
         inputs.append(TensorSlot("point", (2,), description="(x, y) in image pixels"))
     baked_names = "+".join(s.module for s in steps) if baked and steps else ""
@@ -250,17 +278,19 @@ def export_encoder(
             weights = staging / f"{name}{EXTENSIONS[backend]}"
             start = time.perf_counter()
             if backend == "torchscript":
-                hw_ok = _export_torchscript(model, example, weights)
+                _export_torchscript(model, example, weights)
+                hw = dynamic_hw  # a traced convnet runs at any size; checked in this range
             else:
-                hw_ok = _export_aoti(model, example, weights, max_batch, dynamic_hw)
+                hw = exportable_hw(encoder, dynamic_hw) if dynamic_hw else None
+                hw = hw if _export_aoti(model, example, weights, max_batch, hw) else None
             export_s = time.perf_counter() - start
             start = time.perf_counter()
-            cases = verification_cases(encoder.input_shape, verify_batch_sizes, verify_sizes, hw_ok)
+            cases = verification_cases(encoder.input_shape, verify_batch_sizes, verify_sizes, hw)
             checks = verify(load_backend(weights, backend), model, cases, atol, rtol, seed)
             verify_s = time.perf_counter() - start
             spec = build_spec(
                 encoder, steps, bake_post_encoder, weights.name, backend, model_id, display_name,
-                description, max_batch, recommended_post_encoder,
+                description, max_batch, recommended_post_encoder, hw,
             )  # fmt: skip
             spec_path = staging / f"{name}.{backend}.json"
             write_spec(spec, spec_path)
@@ -272,7 +302,7 @@ def export_encoder(
                     export_s,
                     verify_s,
                     max(c[3] for c in checks),
-                    hw_ok,
+                    hw is not None,
                     checks,
                     weights.stat().st_size / 2**20,
                 )  # fmt: skip

@@ -58,7 +58,8 @@ class SpecRunner:
                     f"{self.spec_path}: this model needs input '{self.input_names[1]}'"
                 )
             point = torch.as_tensor(point, dtype=torch.float32, device=self.device)
-            inputs.append(point.expand(batch, 2) if point.dim() == 1 else point)
+            single = point.dim() == 1 or (point.dim() == 2 and point.shape[0] == 1)
+            inputs.append(point.reshape(1, -1).expand(batch, -1) if single else point)
         return inputs
 
     def __call__(self, image: Tensor, point: Tensor | None = None) -> dict[str, Tensor]:

@@ -54,7 +54,8 @@ def read_points(
     path: str | os.PathLike, names: set[str]
 ) -> dict[str, list[tuple[str, float, float]]]:
     """CSV with columns ``image,x,y`` (optional ``point_id``); image = path relative to the
-    images folder. Returns image -> [(point_id, x, y)] in file order."""
+    images folder. Returns image -> [(point_id, x, y)] in file order; a point without
+    ``point_id`` is named after its CSV line (``line2``, ...)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"extract.points_csv: file not found: {path}")
@@ -77,7 +78,7 @@ def read_points(
                 ) from None
             if not (np.isfinite(x) and np.isfinite(y)):
                 raise ValueError(f"{path}:{line}: x and y must be finite")
-            point_id = row.get("point_id") or str(len(points[row["image"]]))
+            point_id = row.get("point_id") or f"line{line}"  # unique within the file
             points[row["image"]].append((point_id, x, y))
     return points
 
