@@ -188,3 +188,18 @@ def test_preview_features_png(tmp_path):
     path = run_encoder_tool(cfg, "preview")
     with Image.open(path) as im:
         assert im.format == "PNG" and im.size[0] > 100
+
+
+def test_points_without_id_are_named_by_line(tmp_path):
+    from visdet.features.extract import read_points
+
+    path = tmp_path / "p.csv"
+    path.write_text("image,x,y,point_id\na.png,1,2,\na.png,3,4,p9\nb.png,5,6,\n")
+    points = read_points(path, {"a.png", "b.png"})
+    assert points == {
+        "a.png": [("line2", 1.0, 2.0), ("p9", 3.0, 4.0)],
+        "b.png": [("line4", 5.0, 6.0)],
+    }
+    path.write_text("image,x,y\na.png,1,nan\n")
+    with pytest.raises(ValueError, match="p.csv:2: x and y must be finite"):
+        read_points(path, {"a.png"})

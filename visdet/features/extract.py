@@ -78,7 +78,7 @@ def read_points(
                 ) from None
             if not (np.isfinite(x) and np.isfinite(y)):
                 raise ValueError(f"{path}:{line}: x and y must be finite")
-            point_id = row.get("point_id") or f"line{line}"  # unique within the file
+            point_id = row.get("point_id") or f"line{line}"
             points[row["image"]].append((point_id, x, y))
     return points
 
