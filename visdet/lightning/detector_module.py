@@ -6,14 +6,14 @@ import logging
 import math
 from collections.abc import Callable
 
-import lightning as L
 import torch
 from torch import nn
 
 from visdet.data.augment import DetectionAugment
+from visdet.lightning.training_module import TrainingModule
 from visdet.metrics import CocoMeanAP
+from visdet.models.checkpoint_state import read_state_dict
 from visdet.models.lora import LoRAConfig, LoRALayer, inject_lora, save_adapters
-from visdet.rng_state import capture_rng_state, restore_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +24,7 @@ class NonFiniteLossError(RuntimeError):
 
 def load_detector_weights(detector: nn.Module, path: str) -> None:
     """Load the ``detector.*`` weights of a DetectorModule checkpoint into ``detector``."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"model.init_from: checkpoint not found: {path}") from None
-    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
-    if not isinstance(state, dict):
-        raise ValueError(f"model.init_from: {path} holds no state dict")
+    state = read_state_dict(path, "model.init_from")
     weights = {k[len("detector.") :]: v for k, v in state.items() if k.startswith("detector.")}
     if not weights:
         raise ValueError(
@@ -46,7 +40,7 @@ def load_detector_weights(detector: nn.Module, path: str) -> None:
     log.info("initialised the detector from %s (%d tensors)", path, len(weights))
 
 
-class DetectorModule(L.LightningModule):
+class DetectorModule(TrainingModule):
     """Train and evaluate a detector.
 
     Args:
@@ -191,27 +185,10 @@ class DetectorModule(L.LightningModule):
         self._log_metric("test")
         self._merge_adapters(False)
 
-    # -- checkpoints: random-number state, so a resumed run continues the same streams ----
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["rng_states"] = capture_rng_state()
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        if checkpoint.get("rng_states"):
-            restore_rng_state(checkpoint["rng_states"])
-
     # -- optimisation ---------------------------------------------------------------------
     def configure_optimizers(self):
         if self.param_groups_factory is not None:
             params = self.param_groups_factory(self.detector)
         else:
             params = [p for p in self.detector.parameters() if p.requires_grad]
-        optimizer = self.optimizer_factory(params)
-        if self.scheduler_factory is None:
-            return optimizer
-        total = self.trainer.estimated_stepping_batches
-        total = int(total) if math.isfinite(total) else total
-        scheduler = self.scheduler_factory(optimizer, total_steps=total)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+        return self.optimizers_for(params)

@@ -7,21 +7,19 @@ logits = Linear(global_avg_pool(encoder(images))). The encoder's weights are sav
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from visdet.lightning.training_module import TrainingModule
 from visdet.models.encoders import GeneralEncoder
 from visdet.models.post_encoder import global_avg_pool
-from visdet.rng_state import capture_rng_state, restore_rng_state
 
 
-class EncoderModule(L.LightningModule):
+class EncoderModule(TrainingModule):
     """Args:
     encoder: the GeneralEncoder to fine-tune.
     num_classes: classes of the linear head (the datamodule's classes; filled in by the run).
@@ -106,21 +104,5 @@ class EncoderModule(L.LightningModule):
         self.log("val/acc", acc, prog_bar=True)
         self.last_results = {"acc": float(acc)}
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["rng_states"] = capture_rng_state()
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        if checkpoint.get("rng_states"):
-            restore_rng_state(checkpoint["rng_states"])
-
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory([p for p in self.parameters() if p.requires_grad])
-        if self.scheduler_factory is None:
-            return optimizer
-        total = self.trainer.estimated_stepping_batches
-        total = int(total) if math.isfinite(total) else total
-        scheduler = self.scheduler_factory(optimizer, total_steps=total)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+        return self.optimizers_for([p for p in self.parameters() if p.requires_grad])

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from visdet.models.backbones.resnet import ResNet
+from visdet.models.checkpoint_state import read_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -96,22 +97,11 @@ class GeneralEncoder(nn.Module):
         return self.backbone((images - self.mean) / self.std)[self.stage]
 
 
-def _checkpoint_state(path: str) -> dict[str, Tensor]:
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"init_from: checkpoint not found: {path}") from None
-    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
-    if not isinstance(state, dict):
-        raise ValueError(f"init_from: {path} holds no state dict")
-    return state
-
-
 def load_backbone_weights(backbone: nn.Module, path: str) -> None:
     """Load the backbone weights of a visdet checkpoint into ``backbone`` (strict, except
     BatchNorm's ``num_batches_tracked`` counter, which FrozenBatchNorm does not keep, a
     classifier ``fc`` that only one side has, and layers the backbone dropped)."""
-    state = _checkpoint_state(path)
+    state = read_state_dict(path, "init_from")
     for prefix in BACKBONE_PREFIXES:
         weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if weights:
