@@ -264,3 +264,36 @@ def test_cuda_matches_reference(threshold):
     assert nms(boxes.cuda(), scores.cuda(), 0.5).tolist() == ref.nms(
         boxes.double().tolist(), scores.tolist(), 0.5
     )
+
+
+@pytest.mark.parametrize("implementation", ["blocked", "single_block"])
+def test_every_nms_implementation_matches_the_reference(implementation):
+    for n, seed in [(0, 0), (1, 1), (17, 2), (300, 3), (700, 4)]:
+        boxes, scores = random_case(n, seed, canvas=300.0)
+        keep = nms(boxes, scores, 0.5, implementation=implementation)
+        expected = ref.nms(boxes.double().tolist(), scores.double().tolist(), 0.5)
+        assert keep.tolist() == expected
+    chain, chain_scores = clustered_case(3, 200, 5)
+    assert torch.equal(
+        nms(chain, chain_scores, 0.3, implementation=implementation), nms(chain, chain_scores, 0.3)
+    )
+
+
+@pytest.mark.parametrize("strategy", ["auto", "mask", "per_category"])
+def test_every_batched_nms_strategy_matches_the_reference(strategy):
+    for n, seed in [(0, 0), (17, 1), (400, 2)]:
+        boxes, scores = random_case(n, seed, canvas=80.0)
+        idxs = torch.randint(0, 5, (n,), generator=torch.Generator().manual_seed(seed))
+        keep = batched_nms(boxes, scores, idxs, 0.5, strategy=strategy)
+        expected = ref.batched_nms(
+            boxes.double().tolist(), scores.double().tolist(), idxs.tolist(), 0.5
+        )
+        assert keep.tolist() == expected
+
+
+def test_unknown_implementation_names_the_options():
+    boxes, scores = random_case(5, 0)
+    with pytest.raises(ValueError, match="single_block"):
+        nms(boxes, scores, 0.5, implementation="fast")
+    with pytest.raises(ValueError, match="per_category"):
+        batched_nms(boxes, scores, torch.zeros(5, dtype=torch.int64), 0.5, strategy="fast")

@@ -151,24 +151,45 @@ def _prepare(boxes: Tensor, scores: Tensor, iou_threshold: float) -> tuple[Tenso
     return boxes.to(dtype)[order], order, _threshold_below(float(iou_threshold), dtype)
 
 
-def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+# Implementations of the sorted-boxes kernel, compared by ``python -m visdet.bench``:
+# "blocked" (the default) resolves blocks of 256 boxes; "single_block" builds the whole
+# suppression matrix at once (fewer Python steps, O(N^2) memory: a candidate for GPUs).
+NMS_IMPLEMENTATIONS = ("blocked", "single_block")
+BATCHED_NMS_STRATEGIES = ("auto", "mask", "per_category")
+
+
+def _block_size(implementation: str, n: int) -> int:
+    if implementation == "blocked":
+        return _BLOCK
+    if implementation == "single_block":
+        return max(n, 1)
+    raise ValueError(f"implementation must be one of {NMS_IMPLEMENTATIONS}, got {implementation!r}")
+
+
+def nms(
+    boxes: Tensor, scores: Tensor, iou_threshold: float, *, implementation: str = "blocked"
+) -> Tensor:
     """Greedy NMS.
 
     Args:
         boxes: [N, 4] xyxy, floating point (fp16/bf16 are computed in float32).
         scores: [N] scores.
         iou_threshold: boxes with IoU strictly greater than this are suppressed.
+        implementation: one of ``NMS_IMPLEMENTATIONS`` (same results, different speed).
 
     Returns:
         int64 [K] indices of kept boxes, in decreasing score order.
     """
+    block = _block_size(implementation, boxes.shape[0] if boxes.dim() else 0)
     sorted_boxes, order, threshold = _prepare(boxes, scores, iou_threshold)
     if sorted_boxes.shape[0] == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
-    return order[_nms_sorted(sorted_boxes, None, threshold, _BLOCK)]
+    return order[_nms_sorted(sorted_boxes, None, threshold, block)]
 
 
-def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
+def batched_nms(
+    boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float, *, strategy: str = "auto"
+) -> Tensor:
     """NMS independently per category ``idxs``.
 
     Boxes of different categories never suppress each other. Coordinates are used as they
@@ -177,10 +198,14 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     Args:
         boxes: [N, 4] xyxy. scores: [N]. idxs: [N] integer category of each box.
         iou_threshold: IoU above which a box is suppressed by a same-category box.
+        strategy: ``"mask"`` (one pass with a same-category mask), ``"per_category"`` (one
+            NMS per category) or ``"auto"`` (whichever a cost model says is cheaper).
 
     Returns:
         int64 [K] indices of kept boxes, in decreasing score order.
     """
+    if strategy not in BATCHED_NMS_STRATEGIES:
+        raise ValueError(f"strategy must be one of {BATCHED_NMS_STRATEGIES}, got {strategy!r}")
     check_boxes(boxes)
     if not isinstance(idxs, Tensor) or idxs.dim() != 1 or idxs.shape[0] != boxes.shape[0]:
         raise ValueError(
@@ -200,7 +225,8 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     # One pass over all boxes with a same-category mask costs ~n^2 pair tests; one NMS per
     # category costs sum(n_c^2) pair tests plus a fixed overhead per call. Pick the cheaper.
     pairs_saved = n * n - int((counts * counts).sum())
-    if pairs_saved <= categories.numel() * _PAIRS_PER_CALL:
+    use_mask = pairs_saved <= categories.numel() * _PAIRS_PER_CALL
+    if strategy == "mask" or (strategy == "auto" and use_mask):
         return order[_nms_sorted(sorted_boxes, groups, threshold, _BLOCK)]
     kept = []
     for cat in categories:

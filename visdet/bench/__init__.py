@@ -1,0 +1,1 @@
+"""Component benchmarking: ``python -m visdet.bench``, compare, report (docs/benchmarking.md)."""
