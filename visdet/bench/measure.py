@@ -6,14 +6,18 @@ FLOPs (torch.utils.flop_counter) and peak memory.
 - FLOPs: ``FlopCounterMode`` counts 2 FLOPs per multiply-add; ``macs = flops / 2``.
 - Memory: on CUDA the allocator's peak (``max_memory_allocated``) above what was allocated
   before; on CPU the peak of live tensor bytes allocated during ``fn``, from the profiler's
-  memory events (``torch.profiler``, ``profile_memory=True``), in a separate, untimed pass.
+  memory events (``torch.profiler``, ``profile_memory=True``), in a separate, untimed pass
+  (an approximation: allocations are placed at their op's start).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -69,6 +73,22 @@ def count_flops(fn: Callable[[], object]) -> int:
     return int(counter.get_total_flops())
 
 
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2: the profiler's C++ backend logs every start and stop there
+    (Python exceptions are printed later, after the descriptor is restored)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def peak_memory_mb(
     fn: Callable[[], object], device: str | torch.device = "cpu"
 ) -> tuple[float, str]:
@@ -81,10 +101,12 @@ def peak_memory_mb(
         fn()
         _sync(device)
         return (torch.cuda.max_memory_allocated(device) - before) / 2**20, "cuda_allocator_peak"
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     live = peak = 0
     for event in sorted(prof.events(), key=lambda e: e.time_range.start):
-        live += event.self_cpu_memory_usage
+        # frees of tensors that existed before ``fn`` (e.g. old gradients) cannot take the
+        # count below where it started
+        live = max(0, live + event.self_cpu_memory_usage)
         peak = max(peak, live)
     return peak / 2**20, "cpu_tensor_peak"
