@@ -46,6 +46,7 @@ def test_every_option_composes_and_validates(group, option):
         "callbacks/freeze_unfreeze=default",
         "callbacks/progressive_resize=default",
         "model/lora=default",
+        "callbacks/benchmark=default",
     ],
 )
 def test_technique_configs_compose_and_validate(addition):

@@ -18,7 +18,8 @@ A Result is one measured case; ``key`` = (component, impl, case) identifies it a
  "flops": 3.6e9, "macs": 1.8e9,          # torch.utils.flop_counter FLOPs (2 per multiply-add)
  "forward_ms":          {"median", "q1", "q3", "iqr", "repeats"} | null,
  "forward_backward_ms": {"median", "q1", "q3", "iqr", "repeats"} | null,
- "peak_memory_mb": 45.1 | null, "memory_kind": "cuda_allocator_peak" | "cpu_tensor_peak",
+ "peak_memory_mb": 45.1 | null,
+ "memory_kind": "cuda_allocator_peak" | "cpu_tensor_peak" | "cpu_process_rss" (callback),
  "throughput": {"images_per_s": 12.3, ...} | null,
  "extra": {...}}
 ```
