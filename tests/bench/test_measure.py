@@ -60,3 +60,18 @@ def test_cpu_peak_memory_of_known_allocations():
 
     mb, _ = peak_memory_mb(two_live_then_free)
     assert mb == pytest.approx(8.0, rel=0.01)
+
+
+def test_views_are_not_counted_twice_and_backward_is_seen():
+    def view_of():
+        x = torch.ones(1024, 1024)
+        return x.view(-1), x.t()
+
+    assert peak_memory_mb(view_of)[0] == pytest.approx(4.0, rel=0.01)
+    w = torch.ones(1024, 1024, requires_grad=True)  # 4 MiB weight, its gradient is new
+
+    def backward():
+        (w * 2).sum().backward()
+
+    mb, _ = peak_memory_mb(backward)
+    assert 8.0 <= mb <= 12.5  # w * 2 (4 MiB) and w.grad (4 MiB), plus a grad temporary

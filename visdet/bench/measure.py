@@ -5,22 +5,21 @@ FLOPs (torch.utils.flop_counter) and peak memory.
   is synchronised before and after each repeat so queued kernels are counted.
 - FLOPs: ``FlopCounterMode`` counts 2 FLOPs per multiply-add; ``macs = flops / 2``.
 - Memory: on CUDA the allocator's peak (``max_memory_allocated``) above what was allocated
-  before; on CPU the peak of live tensor bytes allocated during ``fn``, from the profiler's
-  memory events (``torch.profiler``, ``profile_memory=True``), in a separate, untimed pass
-  (an approximation: allocations are placed at their op's start).
+  before; on CPU the peak of live tensor bytes that ``fn`` allocated (every op's output
+  storages, tracked until they are freed; scratch memory inside a kernel is not seen), in a
+  separate, untimed pass.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import statistics
-import sys
 import time
-from collections.abc import Callable, Iterator
+import weakref
+from collections.abc import Callable
 
 import torch
-from torch.profiler import ProfilerActivity, profile
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
 
@@ -73,20 +72,34 @@ def count_flops(fn: Callable[[], object]) -> int:
     return int(counter.get_total_flops())
 
 
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Silence file descriptor 2: the profiler's C++ backend logs every start and stop there
-    (Python exceptions are printed later, after the descriptor is restored)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+class _LiveTensorBytes(TorchDispatchMode):
+    """Counts the bytes of CPU tensor storages that ops create while active and that are
+    still alive: a storage is added when an op returns it and removed (by a weakref
+    finalizer) when it is freed, so ``peak`` is the high-water mark of tensor memory."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = self.peak = 0
+        self.storages: set[int] = set()
+
+    def _freed(self, key: int, nbytes: int) -> None:
+        self.live -= nbytes
+        self.storages.discard(key)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if not isinstance(t, torch.Tensor) or t.device.type != "cpu":
+                continue
+            storage = t.untyped_storage()
+            key, nbytes = storage.data_ptr(), storage.nbytes()
+            if nbytes == 0 or key in self.storages:
+                continue
+            self.storages.add(key)
+            self.live += nbytes
+            self.peak = max(self.peak, self.live)
+            weakref.finalize(storage, self._freed, key, nbytes)
+        return out
 
 
 def peak_memory_mb(
@@ -101,12 +114,7 @@ def peak_memory_mb(
         fn()
         _sync(device)
         return (torch.cuda.max_memory_allocated(device) - before) / 2**20, "cuda_allocator_peak"
-    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    tracker = _LiveTensorBytes()
+    with tracker:
         fn()
-    live = peak = 0
-    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
-        # frees of tensors that existed before ``fn`` (e.g. old gradients) cannot take the
-        # count below where it started
-        live = max(0, live + event.self_cpu_memory_usage)
-        peak = max(peak, live)
-    return peak / 2**20, "cpu_tensor_peak"
+    return tracker.peak / 2**20, "cpu_tensor_peak"
