@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 
 from visdet.bench.schema import TIMING_METRICS
 
@@ -80,14 +81,17 @@ def _batch_series(runs: list[dict], names: list[str], metric: str) -> dict[str, 
         for r in run["results"]:
             v = value(r, metric)
             if v and r.get("batch_size") is not None:
-                key = (i, names[i], r["component"], r["impl"], r.get("input"))
+                # the same setting apart from the batch: the case without its "b<N>_" prefix
+                setting = re.sub(r"^b\d+_?", "", str(r.get("case", "")))
+                key = (i, names[i], r["component"], r["impl"], setting)
                 series.setdefault(key, {})[int(r["batch_size"])] = v
     return {k: sorted(pts.items()) for k, pts in series.items() if len(pts) >= 2}
 
 
 def plot_time_vs_batch(runs: list[dict], names: list[str]) -> str | None:
     """Median time (and images/s) vs batch size for every component measured at two or more
-    batch sizes with the same input, one line each; log-log (images/s on a linear y)."""
+    batch sizes in the same setting (case minus its ``b<N>_`` prefix), one line each;
+    log-log (images/s on a linear y)."""
     from matplotlib.ticker import NullLocator
 
     panels = {m: s for m in BATCH_METRICS if (s := _batch_series(runs, names, m))}
