@@ -25,6 +25,7 @@ from pathlib import Path
 
 from visdet.atomic_write import write_text_atomic
 from visdet.bench.schema import TIMING_METRICS, SchemaError, load_run, result_key
+from visdet.text_table import format_columns
 
 STATUSES = ("ok", "REGRESSED", "improved", "added", "removed")
 MEMORY_SLACK_MB = 1.0
@@ -191,15 +192,7 @@ def _header(comparison: Comparison) -> list[str]:
 def format_table(comparison: Comparison) -> str:
     """Aligned text table; warnings and notes come first, a count summary last."""
     table = [list(COLUMNS)] + [_cells(r) for r in comparison.rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
-    numeric = {4, 5, 6}
-    lines = [
-        "  ".join(
-            c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths))
-        ).rstrip()
-        for line in table
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = format_columns(table, right={4, 5, 6}, rule=True)
     return "\n".join([*_header(comparison), "", *lines, "", _summary(comparison)]) + "\n"
 
 

@@ -14,6 +14,7 @@ from visdet.bench.runner import run_components
 from visdet.bench.schema import new_run, save_run
 from visdet.bench.system import run_system
 from visdet.config.validate import ConfigError
+from visdet.text_table import format_columns
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,7 @@ def format_table(results: list[dict]) -> str:
                 "-" if not r["throughput"] else f"{r['throughput']['images_per_s']:.1f}",
             )
         )  # fmt: skip
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows)
+    return "\n".join(format_columns(rows))
 
 
 def run_bench(cfg: DictConfig) -> dict:

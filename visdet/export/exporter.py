@@ -25,6 +25,7 @@ from visdet.export.loaders import load_backend
 from visdet.export.spec import BatchMode, ModelSpec, PostEncoderStep, TensorSlot, write_spec
 from visdet.models.encoders import GeneralEncoder
 from visdet.models.post_encoder import PostEncoderPipeline, build_post_encoder
+from visdet.text_table import format_columns
 
 log = logging.getLogger(__name__)
 
@@ -329,5 +330,4 @@ def format_results(results: Sequence[BackendResult]) -> str:
              f"{r.verify_s:.1f}", f"{r.max_abs_diff:.2e}", "yes" if r.dynamic_hw else "no",
              checked)
         )  # fmt: skip
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(wd) for c, wd in zip(row, widths)) for row in rows)
+    return "\n".join(format_columns(rows))
