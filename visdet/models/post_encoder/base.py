@@ -13,6 +13,18 @@ from collections.abc import Sequence
 from torch import Tensor
 
 
+def check_feature_map(features: Tensor, who: str) -> None:
+    """features must be [B, C, H, W] with every dimension >= 1 (TorchScript-compatible, so
+    exported models keep the check)."""
+    if features.dim() != 4:
+        raise ValueError(who + ": features must be 4-D [B, C, H, W], got " + str(features.shape))
+    b, c, h, w = features.shape
+    if b < 1 or c < 1 or h < 1 or w < 1:
+        raise ValueError(
+            who + ": every dimension of features must be >= 1, got " + str(features.shape)
+        )
+
+
 def check_map_shape(shape: Sequence[int], who: str) -> tuple[int, int, int]:
     """shape (without batch) must be (C, H, W) with every entry >= 1."""
     shape = tuple(int(s) for s in shape)

@@ -6,20 +6,12 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from visdet.models.post_encoder.base import PostEncoderModule, check_map_shape
+from visdet.models.post_encoder.base import PostEncoderModule, check_feature_map, check_map_shape
 
 
 def global_avg_pool(features: Tensor) -> Tensor:
     """features: [B, C, H, W] -> [B, C]. TorchScript-compatible."""
-    if features.dim() != 4:
-        raise ValueError(
-            "global_avg_pool: features must be 4-D [B, C, H, W], got " + str(features.shape)
-        )
-    b, c, h, w = features.shape
-    if b < 1 or c < 1 or h < 1 or w < 1:
-        raise ValueError(
-            "global_avg_pool: every dimension of features must be >= 1, got " + str(features.shape)
-        )
+    check_feature_map(features, "global_avg_pool")
     return features.mean(dim=(2, 3))
 
 

@@ -20,7 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from visdet.models.post_encoder.base import PostEncoderModule, check_map_shape
+from visdet.models.post_encoder.base import (
+    PostEncoderModule,
+    check_feature_map,
+    check_map_shape,
+)
 
 MODES = ("nearest", "bilinear")
 
@@ -29,15 +33,8 @@ def spatial_point(
     features: Tensor, points: Tensor, source_height: int, source_width: int, mode: str = "nearest"
 ) -> Tensor:
     """features: [B, C, H, W]; points: [B, 2] or [2] as (x, y) source pixels -> [B, C]."""
-    if features.dim() != 4:
-        raise ValueError(
-            "spatial_point: features must be 4-D [B, C, H, W], got " + str(features.shape)
-        )
+    check_feature_map(features, "spatial_point")
     b, c, h, w = features.shape
-    if b < 1 or c < 1 or h < 1 or w < 1:
-        raise ValueError(
-            "spatial_point: every dimension of features must be >= 1, got " + str(features.shape)
-        )
     if source_height <= 0 or source_width <= 0:
         raise ValueError(
             "spatial_point: source size must be > 0, got (height, width) = ("
