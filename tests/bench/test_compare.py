@@ -1,52 +1,10 @@
 import json
 
+from bench_results import make_result
+
 from visdet.bench.compare import compare_runs, format_markdown, format_table, main
 from visdet.bench.history import append_history, plot_trend, read_history, run_summary
-from visdet.bench.schema import RESULT_FIELDS, new_run, save_run
-
-
-def stats(median: float, iqr: float) -> dict:
-    return {
-        "median": median,
-        "q1": median - iqr / 2,
-        "q3": median + iqr / 2,
-        "iqr": iqr,
-        "repeats": 5,
-    }
-
-
-def make_result(
-    component="backbone/resnet18",
-    case="b1_3x64x64",
-    impl="visdet",
-    fwd=10.0,
-    iqr=0.4,
-    fb=None,
-    mem=None,
-    ips=None,
-    flops=None,
-    batch_size=1,
-    group=None,
-):
-    result = {
-        "component": component,
-        "group": group or component.split("/")[0],
-        "impl": impl,
-        "case": case,
-        "batch_size": batch_size,
-        "input": "3x64x64",
-        "params": 1000,
-        "flops": flops,
-        "macs": None if flops is None else flops / 2,
-        "forward_ms": None if fwd is None else stats(fwd, iqr),
-        "forward_backward_ms": None if fb is None else stats(fb, iqr),
-        "peak_memory_mb": mem,
-        "memory_kind": "cpu_tensor_peak",
-        "throughput": None if ips is None else {"images_per_s": ips},
-        "extra": {},
-    }
-    assert set(result) == set(RESULT_FIELDS)
-    return result
+from visdet.bench.schema import new_run, save_run
 
 
 def make_run(*results) -> dict:

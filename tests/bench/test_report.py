@@ -1,50 +1,9 @@
 import re
 
+from bench_results import make_result
+
 from visdet.bench.report import build_report, main
-from visdet.bench.schema import FLOPS_UNIT, RESULT_FIELDS, new_run, save_run
-
-
-def stats(median: float, iqr: float = 0.2) -> dict:
-    return {
-        "median": median,
-        "q1": median - iqr / 2,
-        "q3": median + iqr / 2,
-        "iqr": iqr,
-        "repeats": 5,
-    }
-
-
-def make_result(
-    component,
-    case,
-    fwd=10.0,
-    fb=None,
-    flops=None,
-    batch_size=1,
-    ips=None,
-    extra=None,
-    impl="visdet",
-    group=None,
-):
-    result = {
-        "component": component,
-        "group": group or component.split("/")[0],
-        "impl": impl,
-        "case": case,
-        "batch_size": batch_size,
-        "input": "3x64x64",
-        "params": 11_176_512,
-        "flops": flops,
-        "macs": None if flops is None else flops / 2,
-        "forward_ms": None if fwd is None else stats(fwd),
-        "forward_backward_ms": None if fb is None else stats(fb),
-        "peak_memory_mb": 12.5,
-        "memory_kind": "cpu_tensor_peak",
-        "throughput": None if ips is None else {"images_per_s": ips},
-        "extra": extra or {},
-    }
-    assert set(result) == set(RESULT_FIELDS)
-    return result
+from visdet.bench.schema import FLOPS_UNIT, new_run, save_run
 
 
 def components_run(with_flops=True) -> dict:
