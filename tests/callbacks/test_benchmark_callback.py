@@ -1,11 +1,10 @@
 import logging
 import time
-from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from tiny_runs import tiny_cfg
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -14,38 +13,20 @@ from visdet.callbacks.benchmark import BenchmarkCallback, count_images
 from visdet.lightning import DetectorModule
 from visdet.run import train
 
-CONF = Path(__file__).parents[2] / "conf"
 PNG = b"\x89PNG\r\n\x1a\n"
 SLOW_BACKWARD_S = 0.03
 
 
 def tiny_detector_cfg(tmp_path, *extra):
-    overrides = [
-        f"paths.output_dir={tmp_path / 'run'}",
-        f"paths.data_dir={tmp_path / 'data'}",
-        "data.source.num_train=8",
+    """One epoch of 4 steps (8 images, batch 2), no test phase."""
+    return tiny_cfg(
+        tmp_path,
         "data.source.num_val=2",
-        "data.source.image_size=64",
-        "+data.source.min_object_size=12",
-        "+data.source.max_object_size=40",
         "data.batch_size=2",
-        "data.num_workers=0",
-        "aug.train_sizes=[64]",
-        "aug.val_size=64",
-        "model.detector.fpn_channels=32",
-        "model.detector.representation_size=64",
-        "model.detector.rpn_pre_nms_top_n_test=100",
-        "model.detector.rpn_post_nms_top_n_test=50",
         "trainer.max_epochs=1",
-        "trainer.accelerator=cpu",
-        "trainer.check_val_every_n_epoch=1",
         "test=false",
-        "~callbacks.progress_bar",
-        "+trainer.enable_progress_bar=false",
         *extra,
-    ]
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("train", overrides=overrides)
+    )
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
