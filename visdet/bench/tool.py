@@ -13,7 +13,7 @@ from visdet.atomic_write import write_text_atomic
 from visdet.bench.runner import run_components
 from visdet.bench.schema import new_run, save_run
 from visdet.bench.system import run_system
-from visdet.config.validate import ConfigError
+from visdet.config.validate import ConfigError, validate_config
 from visdet.text_table import format_columns
 
 log = logging.getLogger(__name__)
@@ -26,11 +26,7 @@ TOP_LEVEL = {"bench", "preset", "paths", "hydra", "task_name", "seed", "output_d
 
 
 def _check(cfg: DictConfig) -> None:
-    unknown = sorted(set(cfg.keys()) - TOP_LEVEL)
-    if unknown:
-        raise ConfigError(
-            f"{unknown[0]}: unknown top-level key; allowed: {', '.join(sorted(TOP_LEVEL))}"
-        )
+    validate_config(cfg, top_level=TOP_LEVEL, required=("bench", "preset"))
     unknown = sorted(set(cfg.bench.keys()) - BENCH_KEYS)
     if unknown:
         raise ConfigError(

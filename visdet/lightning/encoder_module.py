@@ -69,7 +69,7 @@ class EncoderModule(TrainingModule):
             self.encoder.eval()  # a linear probe keeps the encoder's BatchNorm statistics
         return self
 
-    def _check_batch(self, images: Tensor, labels: Tensor) -> None:
+    def _check_labels(self, labels: Tensor) -> None:
         if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_classes):
             raise ValueError(
                 f"labels must be in 0..{self.num_classes - 1}, got {labels.min().item()}.."
@@ -78,7 +78,7 @@ class EncoderModule(TrainingModule):
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         images, labels = batch
-        self._check_batch(images, labels)
+        self._check_labels(labels)
         if self.hflip:
             flip = torch.rand(images.shape[0], device=images.device) < 0.5
             images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
@@ -93,7 +93,7 @@ class EncoderModule(TrainingModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         images, labels = batch
-        self._check_batch(images, labels)
+        self._check_labels(labels)
         logits = self(images)
         self.val_accuracy.update(logits, labels)
         self.log("val/loss", F.cross_entropy(logits, labels), batch_size=images.shape[0])
