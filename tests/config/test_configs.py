@@ -85,7 +85,7 @@ def test_help_lists_the_groups():
         "data: coco, shapes",
         "model: faster_rcnn_r18_fpn, faster_rcnn_r50_fpn",
         "optim: adamw, sgd",
-        "trainer: cpu, ddp, default, gpu",
+        "trainer: cpu, ddp, ddp_cpu, default, gpu",
     ):
         assert group in out, out
 

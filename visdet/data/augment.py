@@ -1,11 +1,12 @@
 """Device-side batch augmentation for detection (run in ``on_after_batch_transfer``).
 
 Training: resize (short side drawn from ``train_sizes`` once per batch, long side capped at
-``max_size``), then Kornia on each group of same-size images as one batch: horizontal flip,
-optional random affine, colour jitter. Boxes follow the geometric transform (the four
-corners through Kornia's matrix, in pixel-centre coordinates), are clipped to the image and
-dropped below ``min_box_size``; labels stay in sync. Validation: only the deterministic
-resize to ``val_size``.
+``max_size``; drawn from ``(size_seed, step)`` when the caller passes the training step, so
+every DDP process resizes its batch of that step to the same size), then Kornia on each
+group of same-size images as one batch: horizontal flip, optional random affine, colour
+jitter. Boxes follow the geometric transform (the four corners through Kornia's matrix, in
+pixel-centre coordinates), are clipped to the image and dropped below ``min_box_size``;
+labels stay in sync. Validation: only the deterministic resize to ``val_size``.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class DetectionAugment(nn.Module):
         color_jitter_p: probability of colour jitter.
         affine: kwargs of kornia RandomAffine (degrees, translate, scale, shear, p) or None.
         min_box_size: boxes narrower or lower than this after augmentation are dropped.
+        size_seed: seeds the per-step draw of the training size (with the step number).
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class DetectionAugment(nn.Module):
         color_jitter_p: float = 0.8,
         affine: dict | None = None,
         min_box_size: float = 2.0,
+        size_seed: int | None = 0,
     ) -> None:
         super().__init__()
         if not train_sizes or any(s < 1 for s in train_sizes) or val_size < 1 or max_size < 1:
@@ -95,6 +98,7 @@ class DetectionAugment(nn.Module):
         self.val_size = val_size
         self.max_size = max_size
         self.min_box_size = min_box_size
+        self.size_seed = size_seed or 0
         self.size_override: int | None = None  # set by e.g. a progressive-resizing schedule
         ops: list[nn.Module] = []
         if hflip > 0:
@@ -110,17 +114,20 @@ class DetectionAugment(nn.Module):
             ops.append(K.ColorJitter(*color_jitter, p=color_jitter_p))
         self.kornia = K.AugmentationSequential(*ops, data_keys=["input"]) if ops else None
 
-    def train_size(self) -> int:
-        return (
-            self.size_override
-            if self.size_override is not None
-            else random.choice(self.train_sizes)
-        )
+    def train_size(self, step: int | None = None) -> int:
+        """The training short side: ``size_override`` when set; else drawn from
+        ``train_sizes`` by a generator seeded with (``size_seed``, ``step``), or from
+        Python's global generator when no step is given."""
+        if self.size_override is not None:
+            return self.size_override
+        if step is None:
+            return random.choice(self.train_sizes)
+        return random.Random(f"{self.size_seed}:{step}").choice(self.train_sizes)
 
     def forward(
-        self, images: list[Tensor], targets: list[dict], train: bool
+        self, images: list[Tensor], targets: list[dict], train: bool, step: int | None = None
     ) -> tuple[list[Tensor], list[dict]]:
-        short = self.train_size() if train else self.val_size
+        short = self.train_size(step) if train else self.val_size
         out_images, out_targets = [], []
         for img, tgt in zip(images, targets, strict=True):
             img, boxes = resize_image_and_boxes(img, tgt["boxes"], short, self.max_size)

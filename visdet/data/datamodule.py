@@ -7,9 +7,10 @@ import random
 from collections.abc import Iterator
 
 import lightning as L
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from visdet.data.coco import CocoDetection
+from visdet.data.distributed_sampling import EvaluationShardSampler, shard_batches
 
 log = logging.getLogger(__name__)
 
@@ -27,16 +28,24 @@ def collate_detection(items: list) -> dict:
 
 class AspectRatioBatchSampler(Sampler[list[int]]):
     """Batches of images on the same side of aspect ratio 1 (landscape vs portrait), in a
-    shuffled order that a seed and the epoch fix."""
+    shuffled order that a seed and the epoch fix. With ``num_replicas > 1`` (DDP) every
+    process builds the same list and keeps its shard (``shard_batches``)."""
 
     def __init__(
-        self, aspect_ratios: list[float], batch_size: int, seed: int = 0, drop_last: bool = False
+        self,
+        aspect_ratios: list[float],
+        batch_size: int,
+        seed: int = 0,
+        drop_last: bool = False,
+        num_replicas: int = 1,
+        rank: int = 0,
     ) -> None:
         self.groups = [
             [i for i, a in enumerate(aspect_ratios) if a >= 1],
             [i for i, a in enumerate(aspect_ratios) if a < 1],
         ]
         self.batch_size, self.seed, self.drop_last, self.epoch = batch_size, seed, drop_last, 0
+        self.num_replicas, self.rank = num_replicas, rank
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -52,7 +61,7 @@ class AspectRatioBatchSampler(Sampler[list[int]]):
                 if len(b) == self.batch_size or not self.drop_last:
                     batches.append(b)
         rng.shuffle(batches)
-        return batches
+        return shard_batches(batches, self.num_replicas, self.rank)
 
     def __iter__(self) -> Iterator[list[int]]:
         self.epoch += 1
@@ -118,17 +127,36 @@ class DetectionDataModule(L.LightningDataModule):
                     f"{len(ds.cat_ids)} categories ({name} split)"
                 )
 
+    def _processes(self) -> tuple[int, int]:
+        """(number of processes, this process's rank): (1, 0) outside distributed training."""
+        trainer = self.trainer
+        if trainer is None:
+            return 1, 0
+        return trainer.world_size, trainer.global_rank
+
     def _loader(self, dataset: CocoDetection, train: bool) -> DataLoader:
+        """See visdet.data.distributed_sampling for how data is split across processes."""
         common = {
             "num_workers": self.num_workers,
             "pin_memory": self.pin_memory,
             "collate_fn": collate_detection,
             "persistent_workers": self.persistent_workers,
         }
+        world, rank = self._processes()
         if train and self.group_by_aspect_ratio:
-            sampler = AspectRatioBatchSampler(dataset.aspect_ratios(), self.batch_size, self.seed)
+            sampler = AspectRatioBatchSampler(
+                dataset.aspect_ratios(), self.batch_size, self.seed, num_replicas=world, rank=rank
+            )
             return DataLoader(dataset, batch_sampler=sampler, **common)
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=train, **common)
+        if world == 1:
+            return DataLoader(dataset, batch_size=self.batch_size, shuffle=train, **common)
+        if train:
+            shard = DistributedSampler(
+                dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.seed
+            )
+        else:
+            shard = EvaluationShardSampler(dataset, num_replicas=world, rank=rank)
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=shard, **common)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, train=True)

@@ -12,7 +12,7 @@ from torch import nn
 from visdet.data.augment import DetectionAugment
 from visdet.lightning.training_module import TrainingModule
 from visdet.metrics import CocoMeanAP
-from visdet.models.checkpoint_state import read_state_dict
+from visdet.models.detectors.pretrained import init_backbone, init_detector
 from visdet.models.lora import LoRAConfig, LoRALayer, inject_lora, save_adapters
 
 log = logging.getLogger(__name__)
@@ -20,24 +20,6 @@ log = logging.getLogger(__name__)
 
 class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss."""
-
-
-def load_detector_weights(detector: nn.Module, path: str) -> None:
-    """Load the ``detector.*`` weights of a DetectorModule checkpoint into ``detector``."""
-    state = read_state_dict(path, "model.init_from")
-    weights = {k[len("detector.") :]: v for k, v in state.items() if k.startswith("detector.")}
-    if not weights:
-        raise ValueError(
-            f"model.init_from: {path} has no 'detector.*' weights (not a visdet "
-            "detector checkpoint)"
-        )
-    result = detector.load_state_dict(weights, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise ValueError(
-            f"model.init_from: {path} does not match this detector: missing "
-            f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
-        )
-    log.info("initialised the detector from %s (%d tensors)", path, len(weights))
 
 
 class DetectorModule(TrainingModule):
@@ -52,8 +34,15 @@ class DetectorModule(TrainingModule):
         param_groups: a partial called with the detector that returns optimizer parameter
             groups (e.g. discriminative LRs); None trains all trainable parameters with the
             optimizer's LR.
-        init_from: a visdet checkpoint (Lightning ``.ckpt`` of a DetectorModule) whose
-            detector weights initialise this one (loaded strictly).
+        init_from: a path or URL (fetched once into the weights cache) whose weights
+            initialise the whole detector: a visdet checkpoint, a torchvision
+            ``fasterrcnn_resnet50_fpn``/``_v2`` state dict or an MMDetection Faster R-CNN
+            R50-FPN checkpoint (visdet.models.detectors.pretrained). With another number of
+            classes the class-specific layers are re-initialised (reported).
+        init_strict: a partial ``init_from`` match (missing or unexpected keys) is an error;
+            False loads what matches and reports the rest.
+        backbone: ``{"weights": PATH_OR_URL}``: a torchvision ResNet ImageNet checkpoint
+            loaded strictly into the backbone before ``init_from``.
         lora: LoRA settings (``pattern``, ``rank``, ``alpha``, ``dropout``,
             ``train_modules``): adapters are injected after ``init_from``; validation runs
             with merged adapters; ``lora_adapters.pt`` (adapters only) is written at the end
@@ -69,11 +58,21 @@ class DetectorModule(TrainingModule):
         param_groups: Callable | None = None,
         init_from: str | None = None,
         lora: dict | None = None,
+        init_strict: bool = True,
+        backbone: dict | None = None,
     ) -> None:
         super().__init__()
         self.param_groups_factory = param_groups
+        backbone = dict(backbone or {})
+        if set(backbone) - {"weights"}:
+            raise ValueError(
+                f"model.backbone: unknown keys {sorted(set(backbone) - {'weights'})}; "
+                "allowed: ['weights']"
+            )
+        if backbone.get("weights"):
+            init_backbone(detector.backbone, backbone["weights"])
         if init_from:
-            load_detector_weights(detector, init_from)
+            init_detector(detector, init_from, strict=init_strict)
         self.lora_counts: dict[str, int] | None = None
         if lora:
             self.lora_counts = inject_lora(detector, LoRAConfig(**dict(lora)))
@@ -99,7 +98,8 @@ class DetectorModule(TrainingModule):
         self.skipped_images += int(batch.get("skipped", 0))
         if not images:
             return images, targets
-        return self.augment(images, targets, train=self.training)
+        # the training size is drawn from the global step: the same on every DDP process
+        return self.augment(images, targets, train=self.training, step=self.global_step)
 
     def _metric(self) -> CocoMeanAP:
         dm = self.trainer.datamodule
@@ -152,14 +152,11 @@ class DetectorModule(TrainingModule):
         results = metric.compute()
         metric.reset()
         self.last_results = results
+        # compute() gathers every process's detections, so each process logs the same
+        # values (no further reduction; every rank's checkpoint callback sees the monitor)
         for name, value in results.items():
             if name != "per_class":
-                self.log(
-                    f"{prefix}/{name}",
-                    -1.0 if math.isnan(value) else value,
-                    sync_dist=False,
-                    rank_zero_only=True,
-                )
+                self.log(f"{prefix}/{name}", -1.0 if math.isnan(value) else float(value))
 
     def _merge_adapters(self, merge: bool) -> None:
         for module in self.detector.modules():

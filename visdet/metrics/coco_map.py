@@ -37,8 +37,11 @@ class CocoMeanAP(Metric):
     ``update(preds, image_ids)``: per image a dict with ``boxes`` [D, 4] xyxy, ``scores`` [D]
     and ``labels`` [D] in 1..K, where label k is the k-th category id in sorted order.
     ``compute()`` returns ``mAP``, ``mAP50``, ``mAP75``, small/medium/large AP, AR@1/10/100
-    and ``per_class`` (category name -> AP, nan for a class without ground truth).
-    Only images seen by ``update`` are evaluated. State is synchronised across processes.
+    and ``per_class`` (category name -> AP, nan for a class without ground truth), and
+    ``num_images``, the number of images evaluated. Only images seen by ``update`` are
+    evaluated. State is gathered from every process before the evaluation (DDP); an image
+    seen twice (e.g. a sampler that pads shards by repeating images) is an error, since its
+    detections would count twice.
     """
 
     full_state_update = False
@@ -78,8 +81,20 @@ class CocoMeanAP(Metric):
         scores = self._cat(self.scores).cpu().reshape(-1)
         labels = self._cat(self.labels).cpu().long().reshape(-1)
         det_ids = self._cat(self.det_image_ids).cpu().long().reshape(-1)
-        seen = sorted(set(self._cat(self.seen_image_ids).cpu().long().tolist()))
-        return evaluate_detections(self.coco_gt, self.cat_ids, boxes, scores, labels, det_ids, seen)
+        seen_all = self._cat(self.seen_image_ids).cpu().long().tolist()
+        seen = sorted(set(seen_all))
+        if len(seen) != len(seen_all):
+            repeated = sorted({i for i in seen_all if seen_all.count(i) > 1})
+            raise ValueError(
+                f"COCO evaluation: {len(seen_all) - len(seen)} image(s) were evaluated more "
+                f"than once (ids {repeated[:5]}); the evaluation sampler must give each image to "
+                "exactly one process (visdet.data.distributed_sampling.EvaluationShardSampler)"
+            )
+        results = evaluate_detections(
+            self.coco_gt, self.cat_ids, boxes, scores, labels, det_ids, seen
+        )
+        results["num_images"] = len(seen)
+        return results
 
 
 def evaluate_detections(
