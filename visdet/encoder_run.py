@@ -15,7 +15,9 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from visdet.atomic_write import write_text_atomic
+from visdet.config.launch import keep_file_logs_on_rank_zero
 from visdet.config.validate import validate_config
+from visdet.resume import resolve_ckpt_path
 from visdet.run import instantiate_dict, save_config
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,8 @@ REQUIRED = ("encoder", "data", "model", "optim", "trainer")
 def train_encoder(cfg: DictConfig) -> dict:
     """Fine-tune as configured; returns the metrics written to metrics.json."""
     validate_config(cfg, top_level=TOP_LEVEL, required=REQUIRED)
+    ckpt_path = resolve_ckpt_path(cfg)
+    keep_file_logs_on_rank_zero()
     warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")  # inside Lightning
     start = time.perf_counter()
     if cfg.get("seed") is not None:
@@ -50,7 +54,7 @@ def train_encoder(cfg: DictConfig) -> dict:
         logger=instantiate_dict(cfg.get("logger")) or False,
     )
     save_config(cfg, output_dir)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=False)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
     best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
     metrics = {
         **{f"val/{k}": v for k, v in module.last_results.items()},

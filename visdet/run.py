@@ -18,7 +18,9 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from visdet.atomic_write import write_text_atomic
+from visdet.config.launch import keep_file_logs_on_rank_zero
 from visdet.config.validate import validate_config
+from visdet.resume import resolve_ckpt_path
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +46,13 @@ def format_per_class(per_class: dict[str, float]) -> str:
 def train(cfg: DictConfig) -> dict:
     """Run training as configured; returns the metrics written to metrics.json."""
     validate_config(cfg)
+    ckpt_path = resolve_ckpt_path(cfg)
+    keep_file_logs_on_rank_zero()
     # Lightning notices that the module (not the datamodule) transforms batches: intended.
     warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
     warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")
+    # val/* metrics are computed from every process's gathered detections: no sync_dist needed
+    warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed.*")
     start = time.perf_counter()
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
@@ -67,7 +73,7 @@ def train(cfg: DictConfig) -> dict:
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     save_config(cfg, output_dir)
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=False)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     results = dict(module.last_results)
     best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
