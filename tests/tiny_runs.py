@@ -7,9 +7,15 @@ from hydra import compose, initialize_config_dir
 CONF = Path(__file__).parents[1] / "conf"
 
 
-def tiny_cfg(tmp_path, *extra):
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def tiny_overrides(tmp_path, *extra):
+    """Command-line overrides of the tiny run (data under ``tmp_path/data``), then ``extra``;
+    an ``extra`` that sets a key of the tiny list replaces that entry. No output directory:
+    ``tiny_cfg`` adds one, a ``train.py`` subprocess gets Hydra's."""
     overrides = [
-        f"paths.output_dir={tmp_path / 'run'}",
         f"paths.data_dir={tmp_path / 'data'}",
         "data.source.num_train=8",
         "data.source.num_val=4",
@@ -32,9 +38,14 @@ def tiny_cfg(tmp_path, *extra):
         "optim.lr=0.01",
         "~callbacks.progress_bar",
         "+trainer.enable_progress_bar=false",
-        *extra,
     ]
     if any(e.startswith("sched=") for e in extra):
         overrides.remove("sched.warmup_steps=2")
+    replaced = {_key(e) for e in extra}
+    return [o for o in overrides if _key(o) not in replaced] + list(extra)
+
+
+def tiny_cfg(tmp_path, *extra):
+    overrides = [f"paths.output_dir={tmp_path / 'run'}", *tiny_overrides(tmp_path, *extra)]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("train", overrides=overrides)
