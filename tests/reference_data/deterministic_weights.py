@@ -42,3 +42,28 @@ def images() -> list[torch.Tensor]:
         ]
         out.append(torch.stack(chans))
     return out
+
+
+def fill_with_counters(
+    keys_and_shapes: list[tuple[str, tuple[int, ...]]],
+) -> dict[str, torch.Tensor]:
+    """``fill`` plus BatchNorm2d's ``num_batches_tracked`` counters (int64 zeros), for models
+    whose state dict has them (torchvision detectors built without pretrained weights)."""
+    out = fill(keys_and_shapes)
+    for k, s in keys_and_shapes:
+        if len(s) == 0 and k.endswith("num_batches_tracked"):
+            out[k] = torch.tensor(0, dtype=torch.int64)
+    return out
+
+
+def fill_detector(
+    keys_and_shapes: list[tuple[str, tuple[int, ...]]], cls_gain: float = 16.0
+) -> dict[str, torch.Tensor]:
+    """``fill_with_counters`` with the class-score weights scaled by ``cls_gain``: with many
+    classes (91) the unit-gain logits are too flat for any class probability to pass the 0.05
+    detection threshold."""
+    out = fill_with_counters(keys_and_shapes)
+    for k in out:
+        if k.endswith("cls_score.weight"):
+            out[k] = out[k] * cls_gain
+    return out

@@ -3,6 +3,9 @@
 The anchor order matches torchvision's ``AnchorGenerator``: per level, locations in row-major
 order (y, then x), and at each location the cell anchors with the aspect ratio varying
 slowest and the size fastest. An RPN head trained with torchvision therefore maps one to one.
+MMDetection's ``AnchorGenerator`` (scales x stride, center offset 0) uses the same order but
+neither rounds the cell anchors nor infers strides from the feature size: set
+``round_anchors=False`` and ``strides`` to match it.
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ def cell_anchors(
     aspect_ratios: Sequence[float],
     dtype: torch.dtype = torch.float32,
     device: torch.device | None = None,
+    round_anchors: bool = True,
 ) -> Tensor:
     """Zero-centred anchors of one level, [len(aspect_ratios) * len(sizes), 4] xyxy.
 
     An anchor of size s and ratio r (height / width) has width s / sqrt(r) and height
-    s * sqrt(r), so its area is s**2; corners are rounded to integers as in torchvision.
+    s * sqrt(r), so its area is s**2; corners are rounded to integers as in torchvision
+    (``round_anchors=False`` keeps them exact, as MMDetection does).
     """
     scales = torch.as_tensor(sizes, dtype=dtype, device=device)
     ratios = torch.as_tensor(aspect_ratios, dtype=dtype, device=device)
@@ -30,7 +35,8 @@ def cell_anchors(
     w_ratios = 1 / h_ratios
     ws = (w_ratios[:, None] * scales[None, :]).reshape(-1)
     hs = (h_ratios[:, None] * scales[None, :]).reshape(-1)
-    return (torch.stack([-ws, -hs, ws, hs], dim=1) / 2).round()
+    anchors = torch.stack([-ws, -hs, ws, hs], dim=1) / 2
+    return anchors.round() if round_anchors else anchors
 
 
 class AnchorGenerator(nn.Module):
@@ -39,12 +45,17 @@ class AnchorGenerator(nn.Module):
     Args:
         sizes: per level, the anchor sizes (square-root of the area) in image pixels.
         aspect_ratios: per level, the height/width ratios; a single sequence is used for all.
+        round_anchors: round cell-anchor corners to integers (torchvision; MMDetection does not).
+        strides: per level, a fixed stride in pixels (MMDetection); None infers each level's
+            stride as ``image_size // feature_size`` (torchvision).
     """
 
     def __init__(
         self,
         sizes: Sequence[Sequence[float]] = ((32,), (64,), (128,), (256,), (512,)),
         aspect_ratios: Sequence[Sequence[float]] | Sequence[float] = (0.5, 1.0, 2.0),
+        round_anchors: bool = True,
+        strides: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         sizes = [tuple(s) for s in sizes]
@@ -61,8 +72,17 @@ class AnchorGenerator(nn.Module):
                 raise ValueError(
                     f"{name} must hold non-empty groups of positive numbers, got {groups}"
                 )
+        if strides is not None and (
+            len(strides) != len(sizes) or any(int(v) != v or v < 1 for v in strides)
+        ):
+            raise ValueError(
+                f"strides must hold one positive integer per level ({len(sizes)}), got "
+                f"{list(strides)}"
+            )
         self.sizes = sizes
         self.aspect_ratios = aspect_ratios
+        self.round_anchors = round_anchors
+        self.strides = None if strides is None else tuple(int(v) for v in strides)
 
     def num_anchors_per_location(self) -> list[int]:
         return [len(s) * len(a) for s, a in zip(self.sizes, self.aspect_ratios, strict=True)]
@@ -84,7 +104,7 @@ class AnchorGenerator(nn.Module):
         for (gh, gw), (sy, sx), sizes, ratios in zip(
             grid_sizes, strides, self.sizes, self.aspect_ratios, strict=True
         ):
-            base = cell_anchors(sizes, ratios, dtype, device)
+            base = cell_anchors(sizes, ratios, dtype, device, self.round_anchors)
             shift_x = torch.arange(gw, dtype=torch.int32, device=device).to(dtype) * sx
             shift_y = torch.arange(gh, dtype=torch.int32, device=device).to(dtype) * sy
             yy, xx = torch.meshgrid(shift_y, shift_x, indexing="ij")
@@ -101,7 +121,16 @@ class AnchorGenerator(nn.Module):
     ) -> list[Tensor]:
         """Per level anchors for a (padded) batch image of ``image_size = (H, W)``.
 
-        Strides are ``image_size // feature_size`` per axis, as in torchvision.
+        Strides are the fixed ``strides`` if given, else ``image_size // feature_size`` per
+        axis, as in torchvision.
         """
-        strides = [(image_size[0] // fh, image_size[1] // fw) for fh, fw in feature_sizes]
+        if self.strides is not None:
+            if len(feature_sizes) != len(self.strides):
+                raise ValueError(
+                    f"got {len(feature_sizes)} feature levels but the generator has "
+                    f"{len(self.strides)} strides"
+                )
+            strides = [(s, s) for s in self.strides]
+        else:
+            strides = [(image_size[0] // fh, image_size[1] // fw) for fh, fw in feature_sizes]
         return self.grid_anchors(feature_sizes, strides, dtype, device)

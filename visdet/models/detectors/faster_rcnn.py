@@ -10,7 +10,12 @@ from visdet.models.backbones.resnet import ResNet
 from visdet.models.detectors.inputs import as_image_list, check_targets
 from visdet.models.detectors.transform import DetectionTransform
 from visdet.models.heads.multiscale_roi_align import MultiScaleRoIAlign
-from visdet.models.heads.roi_heads import FastRCNNPredictor, RoIHeads, TwoMLPHead
+from visdet.models.heads.roi_heads import (
+    ConvFCHead,
+    FastRCNNPredictor,
+    RoIHeads,
+    TwoMLPHead,
+)
 from visdet.models.heads.rpn import RPN, RPNHead
 from visdet.models.necks.fpn import FPN
 from visdet.ops import AnchorGenerator
@@ -93,21 +98,53 @@ def faster_rcnn_resnet_fpn(
     box_nms_thresh: float = 0.5,
     box_detections_per_img: int = 100,
     representation_size: int = 1024,
+    fpn_norm: str = "none",
+    rpn_num_convs: int = 1,
+    box_head_convs: int = 0,
+    box_head_norm: str = "bn",
+    anchor_round: bool = True,
+    anchor_strides: Sequence[int] | None = None,
+    roi_align_sampling_ratio: int = 2,
+    roi_align_aligned: bool = False,
 ) -> FasterRCNN:
     """Faster R-CNN with a ResNet-``depth`` + FPN backbone and torchvision's defaults.
 
     ``num_classes`` counts object classes only (background excluded). ``frozen_stages=1``
     freezes the stem and layer1 (torchvision's ``trainable_layers=3``).
+
+    Variants (defaults: torchvision's ``fasterrcnn_resnet50_fpn``, v1):
+
+    - torchvision ``fasterrcnn_resnet50_fpn_v2``: ``norm="bn"``, ``fpn_norm="bn"``,
+      ``rpn_num_convs=2``, ``box_head_convs=4`` (box head: 4 x conv3x3 + BatchNorm + ReLU,
+      then one FC of ``representation_size``; ``box_head_norm="none"`` gives convs with bias).
+    - MMDetection's Faster R-CNN R50-FPN inference: ``anchor_round=False``,
+      ``anchor_strides=(4, 8, 16, 32, 64)``, ``roi_align_sampling_ratio=0``,
+      ``roi_align_aligned=True``.
     """
     backbone = ResNet(depth=depth, frozen_stages=frozen_stages, norm=norm)
     neck = FPN(
         [backbone.out_channels[s] for s in ("c2", "c3", "c4", "c5")],
         fpn_channels,
         extra_blocks="maxpool",
+        norm=fpn_norm,
     )
-    anchors = AnchorGenerator(anchor_sizes, aspect_ratios)
+    anchors = AnchorGenerator(
+        anchor_sizes, aspect_ratios, round_anchors=anchor_round, strides=anchor_strides
+    )
+    if box_head_convs < 0:
+        raise ValueError(f"box_head_convs must be >= 0, got {box_head_convs}")
+    if box_head_convs == 0:
+        box_head: nn.Module = TwoMLPHead(fpn_channels * 7 * 7, representation_size)
+    else:
+        box_head = ConvFCHead(
+            fpn_channels,
+            7,
+            (fpn_channels,) * box_head_convs,
+            (representation_size,),
+            norm=box_head_norm,
+        )
     rpn = RPN(
-        RPNHead(fpn_channels, anchors.num_anchors_per_location()[0]),
+        RPNHead(fpn_channels, anchors.num_anchors_per_location()[0], num_convs=rpn_num_convs),
         anchors,
         batch_size_per_image=rpn_batch_size_per_image,
         pre_nms_top_n_train=rpn_pre_nms_top_n_train,
@@ -116,8 +153,10 @@ def faster_rcnn_resnet_fpn(
         post_nms_top_n_test=rpn_post_nms_top_n_test,
     )
     roi_heads = RoIHeads(
-        MultiScaleRoIAlign(("p2", "p3", "p4", "p5"), 7, 2),
-        TwoMLPHead(fpn_channels * 7 * 7, representation_size),
+        MultiScaleRoIAlign(
+            ("p2", "p3", "p4", "p5"), 7, roi_align_sampling_ratio, aligned=roi_align_aligned
+        ),
+        box_head,
         FastRCNNPredictor(representation_size, num_classes),
         batch_size_per_image=box_batch_size_per_image,
         score_thresh=box_score_thresh,

@@ -25,6 +25,7 @@ import logging
 from torch import Tensor, nn
 
 from visdet.models.checkpoint_state import read_state_dict
+from visdet.models.detectors.mmdet_keys import faster_rcnn_from_mmdet, mmdet_settings_mismatch
 from visdet.models.detectors.torchvision_keys import faster_rcnn_from_torchvision
 from visdet.models.state_loading import LoadReport, load_state
 from visdet.models.weights_cache import resolve_weights
@@ -61,8 +62,6 @@ def detector_weights(state: dict[str, Tensor], fmt: str) -> dict[str, Tensor]:
     if fmt == "torchvision":
         return faster_rcnn_from_torchvision(state)
     if fmt == "mmdet":
-        from visdet.models.detectors.mmdet_keys import faster_rcnn_from_mmdet  # TEMP-LAZY
-
         return faster_rcnn_from_mmdet(state)
     return dict(state)
 
@@ -88,8 +87,6 @@ def init_detector(
     )
     log.info("%s", report.summary())
     if fmt == "mmdet":
-        from visdet.models.detectors.mmdet_keys import mmdet_settings_mismatch  # TEMP-LAZY
-
         for difference in mmdet_settings_mismatch(detector):
             log.warning("%s: the detector differs from MMDetection's settings: %s", key, difference)
     return report

@@ -32,6 +32,66 @@ class TwoMLPHead(nn.Module):
         return F.relu(self.fc7(F.relu(self.fc6(x.flatten(1)))))
 
 
+class ConvFCHead(nn.Module):
+    """3x3 convs (each conv + BatchNorm2d + ReLU, or conv with bias + ReLU), then flatten and
+    FC layers each followed by ReLU: torchvision's ``FastRCNNConvFCHead`` (Faster R-CNN v2:
+    4 convs with BatchNorm, one FC of 1024).
+
+    Keys: ``convs.i.0`` conv, ``convs.i.1`` BatchNorm2d (``norm="bn"``), ``fcs.j`` Linear.
+
+    Args:
+        in_channels: channels of the pooled features.
+        roi_size: (h, w) of the pooled features, or an int.
+        conv_channels: output channels of each conv layer.
+        fc_channels: output size of each FC layer (the last is the representation size).
+        norm: "bn" (bias-free conv + BatchNorm2d) or "none" (conv with bias).
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 256,
+        roi_size: int | tuple[int, int] = 7,
+        conv_channels: tuple[int, ...] = (256, 256, 256, 256),
+        fc_channels: tuple[int, ...] = (1024,),
+        norm: str = "bn",
+    ) -> None:
+        super().__init__()
+        if norm not in ("bn", "none"):
+            raise ValueError(f"norm must be 'bn' or 'none', got {norm!r}")
+        if not fc_channels:
+            raise ValueError("fc_channels needs at least one FC layer")
+        h, w = (roi_size, roi_size) if isinstance(roi_size, int) else roi_size
+        self.convs = nn.ModuleList()
+        for out in conv_channels:
+            layers: list[nn.Module] = [
+                nn.Conv2d(in_channels, out, 3, padding=1, bias=norm == "none")
+            ]
+            if norm == "bn":
+                layers.append(nn.BatchNorm2d(out))
+            layers.append(nn.ReLU(inplace=True))
+            self.convs.append(nn.Sequential(*layers))
+            in_channels = out
+        sizes = [in_channels * h * w, *fc_channels]
+        self.fcs = nn.ModuleList(
+            nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+        )
+        self.out_channels = fc_channels[-1]
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: [K, C, h, w] -> [K, fc_channels[-1]]."""
+        for conv in self.convs:
+            x = conv(x)
+        x = x.flatten(1)
+        for fc in self.fcs:
+            x = F.relu(fc(x))
+        return x
+
+
 class FastRCNNPredictor(nn.Module):
     """Class logits over ``num_classes + 1`` (index 0 = background) and class-specific deltas.
 

@@ -9,6 +9,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 _EXTRA = ("none", "maxpool", "p6p7")
+_NORMS = ("none", "bn")
+
+
+def _conv(in_channels: int, out_channels: int, kernel_size: int, norm: str) -> nn.Module:
+    """A conv with bias (``norm="none"``) or conv (no bias) + BatchNorm2d (``norm="bn"``)."""
+    if norm == "none":
+        return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
+        nn.BatchNorm2d(out_channels),
+    )
 
 
 class FPN(nn.Module):
@@ -19,12 +30,17 @@ class FPN(nn.Module):
     ``"p6p7"`` adds P6 = conv3x3/s2 and P7 = conv3x3/s2(ReLU(P6)) (RetinaNet), computed from
     P5 or, with ``p6p7_from="c5"``, from the last input feature.
 
+    ``norm="bn"`` makes every lateral and output conv a bias-free conv followed by
+    BatchNorm2d (``inner_blocks.i.0`` conv, ``inner_blocks.i.1`` norm; torchvision's
+    ``fasterrcnn_resnet50_fpn_v2``); the extra P6/P7 convs stay plain.
+
     Args:
         in_channels: channels of each input level, lowest stride first.
         out_channels: channels of every output level.
         in_features: names of the input levels, lowest stride first.
         extra_blocks: "none", "maxpool" or "p6p7".
         p6p7_from: "p5" or "c5" (only for p6p7).
+        norm: "none" (convs with bias) or "bn" (conv + BatchNorm2d).
     """
 
     def __init__(
@@ -34,6 +50,7 @@ class FPN(nn.Module):
         in_features: Sequence[str] = ("c2", "c3", "c4", "c5"),
         extra_blocks: str = "maxpool",
         p6p7_from: str = "p5",
+        norm: str = "none",
     ) -> None:
         super().__init__()
         if len(in_channels) != len(in_features) or not in_features:
@@ -45,15 +62,18 @@ class FPN(nn.Module):
             raise ValueError(f"extra_blocks must be one of {_EXTRA}, got {extra_blocks!r}")
         if p6p7_from not in ("p5", "c5"):
             raise ValueError(f"p6p7_from must be 'p5' or 'c5', got {p6p7_from!r}")
+        if norm not in _NORMS:
+            raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
         for name in in_features:
             if not (name.startswith("c") and name[1:].isdigit()):
                 raise ValueError(f"in_features names must look like 'c<level>', got {name!r}")
         self.in_features = tuple(in_features)
         self.extra_blocks = extra_blocks
         self.p6p7_from = p6p7_from
-        self.inner_blocks = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in in_channels)
+        self.norm = norm
+        self.inner_blocks = nn.ModuleList(_conv(c, out_channels, 1, norm) for c in in_channels)
         self.layer_blocks = nn.ModuleList(
-            nn.Conv2d(out_channels, out_channels, 3, padding=1) for _ in in_channels
+            _conv(out_channels, out_channels, 3, norm) for _ in in_channels
         )
         levels = [int(n[1:]) for n in in_features]
         self.out_features = [f"p{k}" for k in levels]
@@ -68,7 +88,8 @@ class FPN(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_uniform_(m.weight, a=1)
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def forward(self, features: dict[str, Tensor]) -> OrderedDict[str, Tensor]:
         """features: dict with the ``in_features`` maps -> OrderedDict ``p<k>`` maps."""
