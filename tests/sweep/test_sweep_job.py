@@ -1,0 +1,114 @@
+"""The task function of train.py: single runs stop with a message, sweep jobs record the
+failure and return None; the Optuna search config composes with every searched key."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import InstantiationException
+from omegaconf import OmegaConf
+
+from visdet.config.validate import ConfigError, validate_config
+from visdet.sweep.job import ERROR_FILE, error_message, run_job
+
+CONF = Path(__file__).parents[2] / "conf"
+CFG = OmegaConf.create({"optimized_metric": "val/mAP"})
+
+
+def raising(error):
+    def train_fn(cfg):
+        raise error
+
+    return train_fn
+
+
+def test_a_finished_job_returns_the_optimized_metric(tmp_path):
+    metrics = {"val/mAP": 0.25, "val/mAP50": 0.5}
+    for multirun in (False, True):
+        assert run_job(CFG, lambda cfg: metrics, multirun=multirun, job_dir=tmp_path) == 0.25
+    other = OmegaConf.create({"optimized_metric": "val/mAP50"})
+    assert run_job(other, lambda cfg: metrics, multirun=False) == 0.5
+    assert math.isnan(run_job(other, lambda cfg: {}, multirun=False))  # metric absent
+    # in a sweep an absent or nan metric is None: a failed trial for Optuna
+    assert run_job(other, lambda cfg: {}, multirun=True, job_dir=tmp_path) is None
+    nan = {"val/mAP": math.nan}
+    assert run_job(CFG, lambda cfg: nan, multirun=True, job_dir=tmp_path) is None
+    assert not (tmp_path / ERROR_FILE).exists()
+
+
+def test_single_run_exits_with_the_message_on_a_config_error():
+    with pytest.raises(SystemExit, match=r"^config error: optim\.lrr: unknown key$"):
+        run_job(CFG, raising(ConfigError("optim.lrr: unknown key")), multirun=False)
+    # an unexpected error keeps its traceback (not turned into a one-line exit)
+    with pytest.raises(ZeroDivisionError):
+        run_job(CFG, raising(ZeroDivisionError("boom")), multirun=False)
+
+
+def test_sweep_job_records_the_failure_and_returns_none(tmp_path):
+    try:
+        raise ValueError("data.batch_size must be >= 1, got 0")
+    except ValueError as cause:
+        wrapped = InstantiationException("Error in call to target 'X':\nValueError(...)")
+        wrapped.__cause__ = cause
+    assert run_job(CFG, raising(wrapped), multirun=True, job_dir=tmp_path) is None
+    record = json.loads((tmp_path / ERROR_FILE).read_text())
+    assert record["status"] == "failed"
+    assert record["error_type"] == "InstantiationException"
+    assert record["message"] == "config error: Error in call to target 'X':\nValueError(...)"
+    assert record["short_message"] == (
+        "config error: ValueError: data.batch_size must be >= 1, got 0"
+    )
+    assert "Traceback" in record["traceback"] and "train_fn" in record["traceback"]
+
+    assert run_job(CFG, raising(ZeroDivisionError("boom")), multirun=True, job_dir=tmp_path) is None
+    record = json.loads((tmp_path / ERROR_FILE).read_text())
+    assert record["message"] == "job failed: ZeroDivisionError: boom"
+    # a stale error record of an earlier sweep in the same dir goes when the job succeeds
+    assert run_job(CFG, lambda cfg: {"val/mAP": 0.5}, multirun=True, job_dir=tmp_path) == 0.5
+    assert not (tmp_path / ERROR_FILE).exists()
+
+
+def test_error_message_names_the_kind_of_failure():
+    assert error_message(FileNotFoundError("no such file: x.ckpt")) == (
+        "training stopped: no such file: x.ckpt"
+    )
+    assert error_message(KeyError("k"), short=True) == "job failed: KeyError: 'k'"
+
+
+def sample_value(key, sweep):
+    """One value from a sweep expression of hydra.sweeper.params (the low end of an interval,
+    the last choice)."""
+    override = OverridesParser.create().parse_overrides([f"{key}={sweep}"])[0]
+    if override.is_choice_sweep():
+        return list(override.sweep_string_iterator())[-1]
+    return str(override.value().start)
+
+
+@pytest.mark.parametrize("search", sorted(p.stem for p in (CONF / "hparams_search").glob("*.yaml")))
+def test_hparams_search_configs_compose_and_every_searched_key_exists(search):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[f"hparams_search={search}", "paths.output_dir=/tmp/visdet-test"],
+            return_hydra_config=True,
+        )
+        sweeper = cfg.hydra.sweeper
+        assert sweeper._target_.endswith("OptunaSweeper")
+        assert sweeper.direction == "maximize" and cfg.optimized_metric == "val/mAP"
+        assert sweeper.storage is None  # Optuna 2.10's RDB storage fails with SQLAlchemy 2
+        assert sweeper.sampler._target_ == "optuna.samplers.TPESampler"
+        assert sweeper.sampler.seed is not None
+        assert len(sweeper.params) >= 3
+        for key, sweep in sweeper.params.items():
+            value = sample_value(key, sweep)
+            trial = compose(
+                "train",
+                overrides=[f"{key}={value}", "paths.output_dir=/tmp/visdet-test"],
+            )
+            validate_config(trial)
+            chosen = OmegaConf.select(trial, key)
+            if not OmegaConf.is_config(chosen):  # a value (a group such as aug is a node)
+                assert float(chosen) == float(value)

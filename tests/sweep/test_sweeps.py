@@ -1,0 +1,152 @@
+"""``train.py -m`` end to end on the tiny detector: a basic sweep, an Optuna search, and sweeps
+with failing jobs. Each job gets its own directory; the sweep dir gets the summary."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from tiny_runs import tiny_overrides
+
+ROOT = Path(__file__).parents[2]
+
+
+def sweep(tmp_path, *overrides, drop=()):
+    """Run ``train.py -m`` (1 epoch, no test) with the sweep dir ``tmp_path/sweep``."""
+    args = tiny_overrides(tmp_path, "trainer.max_epochs=1", "test=false", *overrides)
+    args = [a for a in args if a.split("=", 1)[0] not in drop]
+    out = subprocess.run(
+        [sys.executable, "train.py", "-m", *args, f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return out, tmp_path / "sweep"
+
+
+def summary_rows(sweep_dir):
+    with open(sweep_dir / "sweep_summary.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def job_metric(job_dir):
+    return json.loads((job_dir / "metrics.json").read_text())["val/mAP"]
+
+
+def first_logged_lr(job_dir):
+    lines = (job_dir / "csv" / "version_0" / "metrics.csv").read_text().splitlines()
+    col = lines[0].split(",").index("lr-SGD")
+    return next(float(r.split(",")[col]) for r in lines[1:] if r.split(",")[col])
+
+
+def test_basic_sweep_runs_each_job_in_its_own_dir_and_writes_a_summary(tmp_path):
+    out, sweep_dir = sweep(tmp_path, "optim.lr=0.01,0.02")
+    assert out.returncode == 0, out.stderr[-3000:]
+    jobs = [sweep_dir / "0", sweep_dir / "1"]
+    values = [job_metric(j) for j in jobs]
+    assert all(0 <= v <= 1 for v in values)
+    # each job trained with its own learning rate (the warm-up starts at 0.001 x lr)
+    assert first_logged_lr(jobs[0]) == pytest.approx(1e-5)
+    assert first_logged_lr(jobs[1]) == pytest.approx(2e-5)
+    rows = summary_rows(sweep_dir)
+    assert [(r["job"], r["optim.lr"], r["status"]) for r in rows] == [
+        ("0", "0.01", "completed"),
+        ("1", "0.02", "completed"),
+    ]
+    assert [float(r["val/mAP"]) for r in rows] == values
+    best = max(range(2), key=lambda i: values[i])  # ties: the first job
+    assert [r["best"] for r in rows] == ["*" if i == best else "" for i in range(2)]
+    assert [r["output_dir"] for r in rows] == [str(j) for j in jobs]
+    record = json.loads((jobs[1] / "job_result.json").read_text())
+    assert record["params"] == {"optim.lr": "0.02"} and record["value"] == values[1]
+    md = (sweep_dir / "sweep_summary.md").read_text()
+    assert "2 jobs, 0 failed" in md and "| optim.lr |" in md
+    assert "sweep summary" in out.stdout and "| optim.lr |" in out.stdout
+
+
+def test_optuna_search_runs_the_trials_and_writes_a_summary(tmp_path):
+    out, sweep_dir = sweep(
+        tmp_path, "hparams_search=faster_rcnn_optuna", "hydra.sweeper.n_trials=2", drop=["optim.lr"]
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = summary_rows(sweep_dir)
+    assert [(r["job"], r["status"]) for r in rows] == [("0", "completed"), ("1", "completed")]
+    values = [job_metric(sweep_dir / r["job"]) for r in rows]
+    assert [float(r["val/mAP"]) for r in rows] == values
+    for r in rows:
+        assert 0.002 <= float(r["optim.lr"]) <= 0.05
+        assert 1e-5 <= float(r["optim.weight_decay"]) <= 1e-3
+        assert r["aug"] in ("default", "strong")
+        # the trial's parameters reached the job's config
+        job_cfg = yaml.safe_load((Path(r["output_dir"]) / "config_resolved.yaml").read_text())
+        assert job_cfg["optim"]["lr"] == float(r["optim.lr"])
+        assert job_cfg["optim"]["momentum"] == float(r["optim.momentum"])
+    assert rows[0]["optim.lr"] != rows[1]["optim.lr"]  # two different samples
+    optuna = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    assert optuna["best_value"] == max(values)
+    best = next(r for r in rows if r["best"] == "*")
+    assert float(best["val/mAP"]) == max(values)
+
+
+def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
+    out, sweep_dir = sweep(tmp_path, "data.batch_size=0,4")
+    assert out.returncode == 0, out.stderr[-3000:]  # at least one job completed
+    error = json.loads((sweep_dir / "0" / "job_error.json").read_text())
+    assert error["status"] == "failed"
+    assert "data.batch_size must be >= 1, got 0" in error["short_message"]
+    assert "Traceback" in error["traceback"]
+    assert not (sweep_dir / "0" / "metrics.json").exists()
+    assert 0 <= job_metric(sweep_dir / "1") <= 1
+    rows = summary_rows(sweep_dir)
+    assert [(r["data.batch_size"], r["status"], r["best"]) for r in rows] == [
+        ("0", "failed", ""),
+        ("4", "completed", "*"),
+    ]
+    assert rows[0]["val/mAP"] == "nan" and "data.batch_size must be >= 1" in rows[0]["error"]
+
+
+def test_a_sweep_in_which_every_job_fails_exits_non_zero(tmp_path):
+    out, sweep_dir = sweep(tmp_path, "data.batch_size=0,-1")
+    assert out.returncode == 1
+    assert f"sweep failed: all 2 jobs failed (see {sweep_dir})" in out.stderr
+    rows = summary_rows(sweep_dir)
+    assert [(r["job"], r["status"]) for r in rows] == [("0", "failed"), ("1", "failed")]
+    assert "got -1" in rows[1]["error"]
+
+
+def test_optuna_search_goes_on_after_failed_trials(tmp_path):
+    # every trial fails at instantiation (cheap); each must be told to Optuna as failed and the
+    # next one sampled; with no completed trial the plugin ends with Optuna's error
+    out, sweep_dir = sweep(
+        tmp_path,
+        "hparams_search=faster_rcnn_optuna",
+        "hydra.sweeper.n_trials=3",
+        "data.batch_size=0",
+        drop=["optim.lr"],
+    )
+    assert out.returncode == 1
+    assert out.stdout.count("Return value must be float-castable. Got 'None'") == 3
+    assert "No trials are completed yet" in out.stderr
+    rows = summary_rows(sweep_dir)
+    assert [(r["job"], r["status"]) for r in rows] == [
+        ("0", "failed"),
+        ("1", "failed"),
+        ("2", "failed"),
+    ]
+    assert len({r["optim.lr"] for r in rows}) == 3
+    assert all("data.batch_size must be >= 1" in r["error"] for r in rows)
+
+
+def test_a_single_run_still_stops_with_one_line_and_writes_no_sweep_files(tmp_path):
+    args = tiny_overrides(tmp_path, "data.batch_size=0", f"hydra.run.dir={tmp_path / 'run'}")
+    out = subprocess.run(
+        [sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 1
+    assert "config error: " in out.stderr and "data.batch_size must be >= 1, got 0" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".hydra", "train.log"]
