@@ -10,40 +10,25 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny_runs import tiny_overrides
 
 ROOT = Path(__file__).parents[2]
-NUM_TRAIN, NUM_VAL = 8, 5  # 5 validation images: uneven shards (3 + 2)
+NUM_TRAIN, NUM_VAL = 8, 5  # 8 as in tiny_runs; 5 validation images: uneven shards (3 + 2)
 
 
 def run_ddp(tmp_path, *extra, timeout=300):
-    overrides = [
+    overrides = tiny_overrides(
+        tmp_path,
         "trainer=ddp_cpu",
         f"hydra.run.dir={tmp_path / 'run'}",
-        f"paths.data_dir={tmp_path / 'data'}",
-        f"data.source.num_train={NUM_TRAIN}",
         f"data.source.num_val={NUM_VAL}",
-        "data.source.image_size=64",
-        "+data.source.min_object_size=12",
-        "+data.source.max_object_size=40",
         "data.batch_size=2",
-        "data.num_workers=0",
         "aug.train_sizes=[64,96,128]",
-        "aug.val_size=64",
-        "model.detector.fpn_channels=32",
-        "model.detector.representation_size=64",
-        "model.detector.rpn_pre_nms_top_n_test=100",
-        "model.detector.rpn_post_nms_top_n_test=50",
         "trainer.max_epochs=2",
-        "trainer.check_val_every_n_epoch=1",
-        "trainer.log_every_n_steps=1",
-        "sched.warmup_steps=2",
-        "optim.lr=0.01",
-        "~callbacks.progress_bar",
-        "+trainer.enable_progress_bar=false",
         "+callbacks.probe._target_=ddp_probe.DDPProbe",
         f"+callbacks.probe.out_dir={tmp_path / 'probe'}",
         *extra,
-    ]
+    )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
     return subprocess.run(
         [sys.executable, str(ROOT / "train.py"), *overrides],
