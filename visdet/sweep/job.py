@@ -81,6 +81,7 @@ def run_job(
         try:
             return metric_value(train_fn(cfg), name)
         except (*CONFIG_ERRORS, *TRAINING_ERRORS) as e:
+            log.error("%s", error_message(e))  # the run's log file says why it stopped
             sys.exit(error_message(e))
     job_dir = Path(HydraConfig.get().runtime.output_dir if job_dir is None else job_dir)
     (job_dir / ERROR_FILE).unlink(missing_ok=True)  # left by an earlier sweep in this dir
