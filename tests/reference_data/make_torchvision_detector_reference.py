@@ -27,6 +27,18 @@ OUT = Path(__file__).with_name("torchvision_faster_rcnn_r18.pt")
 SETTINGS = {"min_size": 128, "max_size": 200}
 
 
+def proposals_and_detections(model) -> tuple[list, list]:
+    """A torchvision detector's RPN proposals and detections on ``dw.images()``, in float64
+    and eval mode."""
+    model = model.double().eval()
+    images = dw.images()
+    with torch.no_grad():
+        images_t, _ = model.transform(images)
+        features = model.backbone(images_t.tensors)
+        proposals, _ = model.rpn(images_t, features)
+        return proposals, model(images)
+
+
 def main() -> None:
     backbone = resnet_fpn_backbone(
         backbone_name="resnet18",
@@ -37,13 +49,7 @@ def main() -> None:
     model = FasterRCNN(backbone, num_classes=3, **SETTINGS)
     layout = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
     model.load_state_dict(dw.fill(layout), strict=True)
-    model = model.double().eval()
-    images = dw.images()
-    with torch.no_grad():
-        images_t, _ = model.transform(images)
-        features = model.backbone(images_t.tensors)
-        proposals, _ = model.rpn(images_t, features)
-        detections = model(images)
+    proposals, detections = proposals_and_detections(model)
     torch.save(
         {
             "torchvision": torchvision.__version__,

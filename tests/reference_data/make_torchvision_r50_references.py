@@ -22,6 +22,7 @@ from torchvision.models.detection import fasterrcnn_resnet50_fpn, fasterrcnn_res
 
 sys.path.insert(0, str(Path(__file__).parent))
 import deterministic_weights as dw  # noqa: E402
+from make_torchvision_detector_reference import proposals_and_detections  # noqa: E402
 
 SETTINGS = {"min_size": 128, "max_size": 200, "rpn_post_nms_top_n_test": 100}
 BUILDERS = {"v1": fasterrcnn_resnet50_fpn, "v2": fasterrcnn_resnet50_fpn_v2}
@@ -33,13 +34,7 @@ def main() -> None:
         model = builder(weights=None, weights_backbone=None, num_classes=91, **SETTINGS)
         layout = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
         model.load_state_dict(dw.fill_detector(layout), strict=True)
-        model = model.double().eval()
-        images = dw.images()
-        with torch.no_grad():
-            images_t, _ = model.transform(images)
-            features = model.backbone(images_t.tensors)
-            proposals, _ = model.rpn(images_t, features)
-            detections = model(images)
+        proposals, detections = proposals_and_detections(model)
         out = Path(__file__).with_name(f"torchvision_faster_rcnn_r50_{variant}.pt")
         torch.save(
             {
