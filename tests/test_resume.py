@@ -4,31 +4,19 @@ epochs it finished; ``ckpt_path`` errors name what is missing."""
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import OmegaConf
-from tiny_runs import tiny_overrides
+from tiny_runs import run_train_py, tiny_overrides
 
 from visdet.resume import resolve_ckpt_path
 
-ROOT = Path(__file__).parents[1]
-
 
 def train_py(tmp_path, *extra):
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
     args = tiny_overrides(tmp_path, f"hydra.run.dir={tmp_path / 'run'}", "test=false", *extra)
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_train_py(args, cwd=tmp_path, pythonpath=Path(__file__).parent)
 
 
 def test_killed_run_resumes_from_last_checkpoint(tmp_path):

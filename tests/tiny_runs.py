@@ -1,10 +1,15 @@
-"""A tiny detector training config (64 px shapes, a few images) for end-to-end tests."""
+"""A tiny detector training config (64 px shapes, a few images) for end-to-end tests, and
+``train.py`` run as a subprocess (as users and launchers run it)."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-CONF = Path(__file__).parents[1] / "conf"
+ROOT = Path(__file__).parents[1]
+CONF = ROOT / "conf"
 
 
 def _key(override: str) -> str:
@@ -49,3 +54,19 @@ def tiny_cfg(tmp_path, *extra):
     overrides = [f"paths.output_dir={tmp_path / 'run'}", *tiny_overrides(tmp_path, *extra)]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("train", overrides=overrides)
+
+
+def run_train_py(args, cwd=ROOT, launcher=(), pythonpath=None, timeout=300):
+    """``python [launcher...] train.py args...``; ``pythonpath`` makes test-only callbacks
+    importable in the run; a TORCHELASTIC_RUN_ID of the calling environment is not passed on."""
+    env = {k: v for k, v in os.environ.items() if k != "TORCHELASTIC_RUN_ID"}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    return subprocess.run(
+        [sys.executable, *launcher, str(ROOT / "train.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -4,15 +4,11 @@ step, disjoint data shards, every validation image evaluated exactly once, and a
 that dies ends the run with an error instead of a hang."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from tiny_runs import tiny_overrides
+from tiny_runs import run_train_py, tiny_overrides
 
-ROOT = Path(__file__).parents[2]
 NUM_TRAIN, NUM_VAL = 8, 5  # 8 as in tiny_runs; 5 validation images: uneven shards (3 + 2)
 
 
@@ -29,15 +25,7 @@ def run_ddp(tmp_path, *extra, timeout=300):
         f"+callbacks.probe.out_dir={tmp_path / 'probe'}",
         *extra,
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *overrides],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_train_py(overrides, cwd=tmp_path, pythonpath=Path(__file__).parent, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -2,14 +2,8 @@
 one run directory named after the rendezvous id, and rank 1 writes nothing there."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-from tiny_runs import tiny_overrides
-
-ROOT = Path(__file__).parents[2]
+from tiny_runs import run_train_py, tiny_overrides
 
 
 def test_torchrun_processes_share_one_run_directory(tmp_path):
@@ -20,16 +14,9 @@ def test_torchrun_processes_share_one_run_directory(tmp_path):
         "trainer.max_epochs=1",
         "test=false",
     )
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2"]
-    cmd += ["--rdzv-backend=c10d", "--rdzv-endpoint=localhost:0", "--rdzv-id=tiny7"]
-    proc = subprocess.run(
-        [*cmd, str(ROOT / "train.py"), *overrides],
-        cwd=tmp_path,
-        env={k: v for k, v in os.environ.items() if k != "TORCHELASTIC_RUN_ID"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    launcher = ["-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2"]
+    launcher += ["--rdzv-backend=c10d", "--rdzv-endpoint=localhost:0", "--rdzv-id=tiny7"]
+    proc = run_train_py(overrides, cwd=tmp_path, launcher=launcher)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = tmp_path / "outputs" / "train" / "runs"
     assert [p.name for p in runs.iterdir()] == ["torchrun-tiny7"]

@@ -3,28 +3,18 @@ with failing jobs. Each job gets its own directory; the sweep dir gets the summa
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from tiny_runs import tiny_overrides
-
-ROOT = Path(__file__).parents[2]
+from tiny_runs import run_train_py, tiny_overrides
 
 
 def sweep(tmp_path, *overrides, drop=()):
     """Run ``train.py -m`` (1 epoch, no test) with the sweep dir ``tmp_path/sweep``."""
     args = tiny_overrides(tmp_path, "trainer.max_epochs=1", "test=false", *overrides)
     args = [a for a in args if a.split("=", 1)[0] not in drop]
-    out = subprocess.run(
-        [sys.executable, "train.py", "-m", *args, f"hydra.sweep.dir={tmp_path / 'sweep'}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = run_train_py(["-m", *args, f"hydra.sweep.dir={tmp_path / 'sweep'}"])
     return out, tmp_path / "sweep"
 
 
@@ -143,9 +133,7 @@ def test_optuna_search_goes_on_after_failed_trials(tmp_path):
 
 def test_a_single_run_still_stops_with_one_line_and_writes_no_sweep_files(tmp_path):
     args = tiny_overrides(tmp_path, "data.batch_size=0", f"hydra.run.dir={tmp_path / 'run'}")
-    out = subprocess.run(
-        [sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
+    out = run_train_py(args)
     assert out.returncode == 1
     assert "config error: " in out.stderr and "data.batch_size must be >= 1, got 0" in out.stderr
     assert "Traceback" not in out.stderr
