@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from visdet.lightning import EncoderModule
-from visdet.models.encoders import GeneralEncoder, load_backbone_weights
+from visdet.models.detectors.pretrained import init_backbone
+from visdet.models.encoders import GeneralEncoder
 
 
 def module(**kwargs):
@@ -62,6 +63,6 @@ def test_checkpoint_keys_initialise_an_encoder(tmp_path):
     m = module()
     torch.save({"state_dict": m.state_dict()}, tmp_path / "enc.ckpt")
     fresh = GeneralEncoder(depth=18, stage="c3")
-    load_backbone_weights(fresh.backbone, str(tmp_path / "enc.ckpt"))
+    init_backbone(fresh.backbone, str(tmp_path / "enc.ckpt"), key="encoder.init_from")
     for k, v in m.encoder.backbone.state_dict().items():
         torch.testing.assert_close(fresh.backbone.state_dict()[k], v)

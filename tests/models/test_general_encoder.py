@@ -71,14 +71,14 @@ def test_init_from_detector_checkpoint(tmp_path):
 
 
 def test_init_from_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="init_from: checkpoint not found"):
+    with pytest.raises(FileNotFoundError, match="encoder.init_from: weights file not found"):
         GeneralEncoder(init_from=str(tmp_path / "missing.ckpt"))
     torch.save({"state_dict": {"head.weight": torch.zeros(1)}}, tmp_path / "other.ckpt")
     with pytest.raises(ValueError, match="no backbone weights"):
         GeneralEncoder(init_from=str(tmp_path / "other.ckpt"))
     r50 = ResNet(depth=50)
     torch.save({f"backbone.{k}": v for k, v in r50.state_dict().items()}, tmp_path / "r50.pt")
-    with pytest.raises(ValueError, match="does not match this backbone"):
+    with pytest.raises(ValueError, match=r"does not match this model .*layer1.0.conv1.weight"):
         GeneralEncoder(depth=18, init_from=str(tmp_path / "r50.pt"))
 
 

@@ -209,3 +209,13 @@ def test_config_keys_reach_the_loaders(tmp_path):
     )
     with pytest.raises(ValueError, match=r"model.backbone: unknown keys \['wieghts'\]"):
         DetectorModule(detector(), torch.optim.SGD, backbone={"wieghts": "x"})
+
+
+def test_an_encoder_cut_at_c4_loads_imagenet_weights_and_skips_dropped_layers(tmp_path):
+    from visdet.models.encoders import GeneralEncoder
+
+    state = imagenet_resnet18_state()
+    encoder = GeneralEncoder(depth=18, stage="c4", init_from=str(save(state, tmp_path / "r18.pth")))
+    own = encoder.backbone.state_dict()
+    assert not any(k.startswith("layer4.") for k in own)  # dropped, so its weights are skipped
+    torch.testing.assert_close(own["layer3.1.conv2.weight"], state["layer3.1.conv2.weight"])

@@ -13,9 +13,10 @@ When the number of classes differs from the checkpoint's, the class-specific lay
 box predictor's class scores and per-class box deltas) keep their fresh initialisation and
 the summary says so.
 
-Backbone format (``model.backbone.weights``): a torchvision ResNet ImageNet state dict
-(``conv1.weight``, ``layer1.0.conv1.weight``, ..., ``fc.*``), loaded strictly; the ImageNet
-classifier ``fc.*`` is not part of a detector backbone and is skipped.
+Backbone formats (``model.backbone.weights``, ``encoder.init_from``): a torchvision ResNet
+ImageNet state dict (``conv1.weight``, ``layer1.0.conv1.weight``, ..., ``fc.*``) or the
+backbone of a visdet detector or encoder checkpoint, loaded strictly; the ImageNet
+classifier ``fc.*`` is not part of a backbone and is skipped.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 CLASS_SPECIFIC = ("roi_heads.box_predictor.cls_score.", "roi_heads.box_predictor.bbox_pred.")
 DETECTOR_PARTS = ("backbone.", "neck.", "rpn.", "roi_heads.")
+BACKBONE_PREFIXES = ("detector.backbone.", "encoder.backbone.", "backbone.")
 
 
 def checkpoint_format(state: dict[str, Tensor]) -> str:
@@ -92,18 +94,37 @@ def init_detector(
     return report
 
 
+def backbone_weights(state: dict[str, Tensor]) -> tuple[str, dict[str, Tensor]]:
+    """(prefix, backbone tensors): the ``backbone`` part of a visdet detector or encoder
+    checkpoint, or a torchvision ResNet ImageNet state dict as it is (prefix ``""``)."""
+    for prefix in BACKBONE_PREFIXES:
+        weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if weights:
+            return prefix, weights
+    if "conv1.weight" in state:
+        return "", dict(state)
+    raise ValueError(
+        f"no backbone weights: expected a torchvision ResNet state dict (conv1.*, layer1.*, "
+        f"...) or keys starting with {list(BACKBONE_PREFIXES)}; first keys: {list(state)[:5]}"
+    )
+
+
 def init_backbone(
     backbone: nn.Module, path_or_url: str, key: str = "model.backbone.weights"
 ) -> LoadReport:
-    """Load a torchvision-format ResNet ImageNet checkpoint into ``backbone`` (strict; the
-    classifier ``fc.*`` and layers the backbone dropped are skipped)."""
+    """Load a ResNet backbone, strictly, from a torchvision ImageNet checkpoint or the
+    backbone of a visdet detector/encoder checkpoint; an ImageNet classifier ``fc.*`` and
+    layers this backbone dropped (an encoder cut at a stage) are skipped."""
     path = resolve_weights(path_or_url, key)
-    state = read_state_dict(str(path), key)
+    try:
+        prefix, weights = backbone_weights(read_state_dict(str(path), key))
+    except ValueError as e:
+        raise ValueError(f"{key}: {path_or_url}: {e}") from None
     skipped = ("fc", *getattr(backbone, "dropped", ()))
     report = load_state(
         backbone,
-        state,
-        f"{key}: {path_or_url}",
+        weights,
+        f"{key}: {path_or_url}" + (f" ({prefix}*)" if prefix else ""),
         strict=True,
         ignore_unexpected=lambda k: k.split(".")[0] in skipped,
     )

@@ -1,5 +1,5 @@
 """Image encoders: a backbone cut at one stage, exported to files a C++ runtime loads."""
 
-from visdet.models.encoders.general_encoder import GeneralEncoder, load_backbone_weights
+from visdet.models.encoders.general_encoder import GeneralEncoder
 
-__all__ = ["GeneralEncoder", "load_backbone_weights"]
+__all__ = ["GeneralEncoder"]

@@ -8,21 +8,17 @@ Mean/std normalisation happens inside (DESIGN: exported models take plain [0, 1]
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from visdet.models.backbones.resnet import ResNet
-from visdet.models.checkpoint_state import read_state_dict
-
-log = logging.getLogger(__name__)
+from visdet.models.detectors.pretrained import init_backbone
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Where a backbone's weights live in the checkpoints visdet writes.
-BACKBONE_PREFIXES = ("detector.backbone.", "encoder.backbone.", "backbone.")
 
 
 class GeneralEncoder(nn.Module):
@@ -34,8 +30,9 @@ class GeneralEncoder(nn.Module):
         stage: which backbone output is the feature map (``"c2"``..``"c5"`` for ResNet).
         input_shape: (C, H, W) the encoder is declared for (default 3x224x224).
         depth, norm: used only when ``backbone`` is None.
-        init_from: a checkpoint whose backbone weights to load (a DetectorModule or
-            EncoderModule ``.ckpt``, or a plain state dict with ``backbone.*`` keys).
+        init_from: a path or URL whose backbone weights to load (a DetectorModule or
+            EncoderModule ``.ckpt``, a state dict with ``backbone.*`` keys, or a torchvision
+            ResNet ImageNet state dict); see visdet.models.detectors.pretrained.init_backbone.
     """
 
     def __init__(
@@ -77,7 +74,7 @@ class GeneralEncoder(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
         if init_from:
-            load_backbone_weights(self.backbone, init_from)
+            init_backbone(self.backbone, init_from, key="encoder.init_from")
 
     @property
     def out_channels(self) -> int:
@@ -95,38 +92,3 @@ class GeneralEncoder(nn.Module):
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"encoder input must be [B, 3, H, W], got {list(images.shape)}")
         return self.backbone((images - self.mean) / self.std)[self.stage]
-
-
-def load_backbone_weights(backbone: nn.Module, path: str) -> None:
-    """Load the backbone weights of a visdet checkpoint into ``backbone`` (strict, except
-    BatchNorm's ``num_batches_tracked`` counter, which FrozenBatchNorm does not keep, a
-    classifier ``fc`` that only one side has, and layers the backbone dropped)."""
-    state = read_state_dict(path, "init_from")
-    for prefix in BACKBONE_PREFIXES:
-        weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        if weights:
-            break
-    else:
-        raise ValueError(
-            f"init_from: {path} has no backbone weights (looked for keys starting with "
-            f"{list(BACKBONE_PREFIXES)})"
-        )
-    try:
-        result = backbone.load_state_dict(weights, strict=False)
-    except RuntimeError as e:  # shape mismatches
-        raise ValueError(f"init_from: {path} does not match this backbone: {e}") from None
-    missing = [
-        k
-        for k in result.missing_keys
-        if not k.endswith("num_batches_tracked") and not k.startswith("fc.")
-    ]
-    skipped = ("fc", *getattr(backbone, "dropped", ()))  # weights this backbone does not use
-    unexpected = [k for k in result.unexpected_keys if k.split(".")[0] not in skipped]
-    if missing or unexpected:
-        raise ValueError(
-            f"init_from: {path} does not match this backbone (is the depth the same?): "
-            f"missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
-    log.info(
-        "initialised the encoder backbone from %s (%s*, %d tensors)", path, prefix, len(weights)
-    )
