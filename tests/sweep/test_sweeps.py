@@ -138,3 +138,30 @@ def test_a_single_run_still_stops_with_one_line_and_writes_no_sweep_files(tmp_pa
     assert "config error: " in out.stderr and "data.batch_size must be >= 1, got 0" in out.stderr
     assert "Traceback" not in out.stderr
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".hydra", "train.log"]
+
+
+def test_the_encoder_entry_point_records_failing_jobs_the_same_way(tmp_path):
+    """``python -m visdet.train_encoder`` shares train.py's task function: a single run with
+    a config error exits with one line; in a multirun each failed job is recorded."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).parents[2]
+
+    def encoder(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "visdet.train_encoder", *args],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    single = encoder("data.batch_size=0", f"hydra.run.dir={tmp_path / 'run'}")
+    assert single.returncode == 1 and "Traceback" not in single.stderr
+    assert "config error: " in single.stderr and "batch_size" in single.stderr
+    multi = encoder("-m", "data.batch_size=0,-1", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert multi.returncode == 1 and "all 2 jobs failed" in multi.stderr + multi.stdout
+    for job in ("0", "1"):
+        error = json.loads((tmp_path / "sweep" / job / "job_error.json").read_text())
+        assert error["status"] == "failed" and "batch_size" in error["message"]

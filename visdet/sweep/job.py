@@ -1,4 +1,5 @@
-"""The task function behind ``train.py``: one training run, single or inside a sweep.
+"""The task function behind ``train.py`` and ``python -m visdet.train_encoder``: one training
+run, single or inside a sweep.
 
 A single run stops on a known error with a one-line message and a non-zero exit status. In a
 multirun (``train.py -m``) a failing job must not stop the sweep: the failure is written to
@@ -32,7 +33,14 @@ log = logging.getLogger(__name__)
 
 ERROR_FILE = "job_error.json"
 CONFIG_ERRORS = (ConfigError, InstantiationException)
-TRAINING_ERRORS = (NonFiniteLossError, DatasetError, FileNotFoundError)
+# FloatingPointError: a non-finite encoder loss; ConnectionError: a weights URL not fetched
+TRAINING_ERRORS = (
+    NonFiniteLossError,
+    DatasetError,
+    FileNotFoundError,
+    FloatingPointError,
+    ConnectionError,
+)
 
 
 def is_multirun() -> bool:
