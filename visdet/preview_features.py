@@ -1,24 +1,14 @@
 """``python -m visdet.preview_features``: see conf/preview_features.yaml."""
 
-import sys
-
 import hydra
-from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
-from visdet.config.validate import ConfigError
-from visdet.features.tool import run_encoder_tool
+from visdet.features.tool import main_for
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="preview_features")
 def main(cfg: DictConfig) -> None:
-    try:
-        result = run_encoder_tool(cfg, "preview")
-    except (ConfigError, InstantiationException) as e:
-        sys.exit(f"config error: {e}")
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"preview failed: {e}")
-    print(f"preview: {result}", flush=True)
+    main_for(cfg, "preview")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from visdet.data.datamodule import check_loader_settings
+
 DatasetOrFactory = Dataset | Callable[[], Dataset]
 
 
@@ -49,10 +51,7 @@ class ClassificationDataModule(L.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if batch_size < 1:
-            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
-        if num_workers < 0:
-            raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
+        check_loader_settings(batch_size, num_workers)
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"data.val_fraction must be in [0, 1), got {val_fraction}")
         if val is not None and val_fraction > 0:

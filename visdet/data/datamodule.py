@@ -15,6 +15,14 @@ from visdet.data.distributed_sampling import EvaluationShardSampler, shard_batch
 log = logging.getLogger(__name__)
 
 
+def check_loader_settings(batch_size: int, num_workers: int) -> None:
+    """ValueError naming ``data.batch_size`` / ``data.num_workers`` when out of range."""
+    if batch_size < 1:
+        raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+    if num_workers < 0:
+        raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
+
+
 def collate_detection(items: list) -> dict:
     """A batch ``{"images": [Tensor[3, H, W]], "targets": [dict], "skipped": int}``: lists
     because sizes vary; ``None`` items (unreadable images) are left out and counted."""
@@ -95,10 +103,7 @@ class DetectionDataModule(L.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if batch_size < 1:
-            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
-        if num_workers < 0:
-            raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
+        check_loader_settings(batch_size, num_workers)
         self.source = source
         self.num_classes = num_classes
         self.batch_size = batch_size
