@@ -56,14 +56,20 @@ def tiny_cfg(tmp_path, *extra):
         return compose("train", overrides=overrides)
 
 
-def run_train_py(args, cwd=ROOT, launcher=(), pythonpath=None, timeout=300):
-    """``python [launcher...] train.py args...``; ``pythonpath`` makes test-only callbacks
-    importable in the run; a TORCHELASTIC_RUN_ID of the calling environment is not passed on."""
+def run_train_py(args, cwd=ROOT, launcher=(), pythonpath=None, timeout=300, module=None):
+    """``python [launcher...] train.py args...`` (``python -m module args...`` when ``module``
+    names another entry point); ``pythonpath`` makes test-only callbacks importable in the
+    run; a TORCHELASTIC_RUN_ID of the calling environment is not passed on."""
     env = {k: v for k, v in os.environ.items() if k != "TORCHELASTIC_RUN_ID"}
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
     return subprocess.run(
-        [sys.executable, *launcher, str(ROOT / "train.py"), *args],
+        [
+            sys.executable,
+            *launcher,
+            *(["-m", module] if module else [str(ROOT / "train.py")]),
+            *args,
+        ],
         cwd=cwd,
         env=env,
         capture_output=True,

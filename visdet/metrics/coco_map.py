@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+from collections import Counter
 
 import numpy as np
 import torch
@@ -84,7 +85,7 @@ class CocoMeanAP(Metric):
         seen_all = self._cat(self.seen_image_ids).cpu().long().tolist()
         seen = sorted(set(seen_all))
         if len(seen) != len(seen_all):
-            repeated = sorted({i for i in seen_all if seen_all.count(i) > 1})
+            repeated = sorted(i for i, n in Counter(seen_all).items() if n > 1)
             raise ValueError(
                 f"COCO evaluation: {len(seen_all) - len(seen)} image(s) were evaluated more "
                 f"than once (ids {repeated[:5]}); the evaluation sampler must give each image to "

@@ -63,13 +63,14 @@ def load_state(
     own = module.state_dict()
     reinit_prefixes = tuple(reinit_prefixes)
     report = LoadReport(source)
-    mismatched, usable = [], {}
+    mismatched, usable, reinit_keys = [], {}, set()
     for key, value in weights.items():
         if key not in own:
             if not (key.endswith("num_batches_tracked") or ignore_unexpected(key)):
                 report.unexpected.append(key)
         elif tuple(own[key].shape) != tuple(value.shape):
             if key.startswith(reinit_prefixes):
+                reinit_keys.add(key)
                 report.reinitialised.append(
                     f"{key} {list(own[key].shape)} (checkpoint {list(value.shape)})"
                 )
@@ -84,7 +85,6 @@ def load_state(
             f"{source} does not match this model ({len(mismatched)} tensors differ in shape; "
             f"another architecture?): " + "; ".join(mismatched[:5])
         )
-    reinit_keys = {r.split(" ")[0] for r in report.reinitialised}
     report.missing = [
         k
         for k in own

@@ -35,7 +35,8 @@ def default_cache_dir() -> Path:
 
 
 def is_url(path_or_url: str) -> bool:
-    return urllib.parse.urlparse(str(path_or_url)).scheme not in ("", "c", "d")  # not C:\ paths
+    """A scheme of two or more letters (``file``, ``https``); ``C:\\...`` is a local path."""
+    return len(urllib.parse.urlparse(str(path_or_url)).scheme) > 1
 
 
 def cached_name(url: str) -> str:

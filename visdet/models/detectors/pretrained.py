@@ -38,6 +38,11 @@ DETECTOR_PARTS = ("backbone.", "neck.", "rpn.", "roi_heads.")
 BACKBONE_PREFIXES = ("detector.backbone.", "encoder.backbone.", "backbone.")
 
 
+def _read(path_or_url: str, key: str) -> dict[str, Tensor]:
+    """The state dict at a path or (cached) URL; errors name the config ``key``."""
+    return read_state_dict(str(resolve_weights(path_or_url, key)), key)
+
+
 def checkpoint_format(state: dict[str, Tensor]) -> str:
     """``visdet``, ``visdet_detector`` (a bare detector state dict), ``torchvision`` or
     ``mmdet``; ValueError naming the first keys for anything else."""
@@ -72,8 +77,7 @@ def init_detector(
     detector: nn.Module, path_or_url: str, strict: bool = True, key: str = "model.init_from"
 ) -> LoadReport:
     """Load ``path_or_url`` (any format above) into ``detector``; logs the summary."""
-    path = resolve_weights(path_or_url, key)
-    state = read_state_dict(str(path), key)
+    state = _read(path_or_url, key)
     try:
         fmt = checkpoint_format(state)
         weights = detector_weights(state, fmt)
@@ -115,9 +119,9 @@ def init_backbone(
     """Load a ResNet backbone, strictly, from a torchvision ImageNet checkpoint or the
     backbone of a visdet detector/encoder checkpoint; an ImageNet classifier ``fc.*`` and
     layers this backbone dropped (an encoder cut at a stage) are skipped."""
-    path = resolve_weights(path_or_url, key)
+    state = _read(path_or_url, key)
     try:
-        prefix, weights = backbone_weights(read_state_dict(str(path), key))
+        prefix, weights = backbone_weights(state)
     except ValueError as e:
         raise ValueError(f"{key}: {path_or_url}: {e}") from None
     skipped = ("fc", *getattr(backbone, "dropped", ()))
