@@ -11,7 +11,7 @@ import torch
 from omegaconf import OmegaConf
 from tiny_runs import run_train_py, tiny_overrides
 
-from visdet.resume import resolve_ckpt_path
+from visdet.runs.resume import resolve_ckpt_path
 
 
 def train_py(tmp_path, *extra):

@@ -8,7 +8,7 @@ import torch
 from tiny_runs import tiny_cfg
 
 from visdet.lightning import DetectorModule, NonFiniteLossError
-from visdet.run import train
+from visdet.runs.train_detector import train
 
 
 def read_losses(run_dir):

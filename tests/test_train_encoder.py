@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from visdet.config.validate import ConfigError
-from visdet.encoder_run import train_encoder
+from visdet.runs.train_encoder import train_encoder
 from visdet.export.tool import run_export
 from visdet.features.tool import run_encoder_tool
 from visdet.models.encoders import GeneralEncoder

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from visdet.bench.schema import load_run
 from visdet.callbacks.benchmark import BenchmarkCallback, count_images
 from visdet.lightning import DetectorModule
-from visdet.run import train
+from visdet.runs.train_detector import train
 
 PNG = b"\x89PNG\r\n\x1a\n"
 SLOW_BACKWARD_S = 0.03

@@ -12,7 +12,7 @@ from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
 from visdet.config.validate import ConfigError, validate_config
-from visdet.sweep.job import ERROR_FILE, error_message, run_job
+from visdet.runs.job import ERROR_FILE, error_message, run_job
 
 CONF = Path(__file__).parents[2] / "conf"
 CFG = OmegaConf.create({"optimized_metric": "val/mAP"})

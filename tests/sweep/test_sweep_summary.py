@@ -6,7 +6,7 @@ import json
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
-from visdet.sweep.job import ERROR_FILE
+from visdet.runs.job import ERROR_FILE
 from visdet.sweep.summary import (
     RESULT_FILE,
     best_job,

@@ -141,11 +141,11 @@ def test_a_single_run_still_stops_with_one_line_and_writes_no_sweep_files(tmp_pa
 
 
 def test_the_encoder_entry_point_records_failing_jobs_the_same_way(tmp_path):
-    """``python -m visdet.train_encoder`` shares train.py's task function: a single run with
+    """``visdet train-encoder`` shares train.py's task function: a single run with
     a config error exits with one line; in a multirun each failed job is recorded."""
 
     def encoder(*args):
-        return run_train_py(args, module="visdet.train_encoder")
+        return run_train_py(args, module="visdet.cli.train_encoder")
 
     single = encoder("data.batch_size=0", f"hydra.run.dir={tmp_path / 'run'}")
     assert single.returncode == 1 and "Traceback" not in single.stderr

@@ -1,1 +1,1 @@
-"""Component benchmarking: ``python -m visdet.bench``, compare, report (docs/benchmarking.md)."""
+"""Component benchmarking: ``visdet bench``, compare, report (docs/benchmarking.md)."""

@@ -1,4 +1,4 @@
-"""Compare two benchmark runs: ``python -m visdet.bench.compare BASE.json NEW.json``.
+"""Compare two benchmark runs: ``visdet bench compare BASE.json NEW.json``.
 
 Results are matched by ``result_key`` (component, impl, case). Per metric, ``ratio = new/base``.
 
@@ -23,9 +23,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from visdet.atomic_write import write_text_atomic
+from visdet.io.atomic_write import write_text_atomic
 from visdet.bench.schema import TIMING_METRICS, SchemaError, load_run, result_key
-from visdet.text_table import format_columns
+from visdet.io.text_table import format_columns
 
 STATUSES = ("ok", "REGRESSED", "improved", "added", "removed")
 MEMORY_SLACK_MB = 1.0
@@ -213,7 +213,7 @@ def format_markdown(comparison: Comparison) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m visdet.bench.compare",
+        prog="visdet bench compare",
         description="Compare two visdet.bench results files; exit 1 when anything regressed.",
     )
     parser.add_argument("base", type=Path, help="baseline results JSON")

@@ -1,4 +1,4 @@
-"""The components ``python -m visdet.bench`` measures, by name (``group/name``).
+"""The components ``visdet bench`` measures, by name (``group/name``).
 
 A component builds a ``Case`` for one setting: the module (for the parameter count), a
 ``forward`` callable and, when it has gradients, a ``loss`` callable whose ``backward()``

@@ -1,4 +1,4 @@
-"""A benchmark report: ``python -m visdet.bench.report RUN.json [RUN2.json ...] -o report.html``.
+"""A benchmark report: ``visdet bench report RUN.json [RUN2.json ...] -o report.html``.
 
 Writes one self-contained HTML page (inline CSS, plots as base64 PNGs, no external links or
 scripts) and a Markdown summary beside it (same stem, ``.md``) with the same tables. The page
@@ -14,7 +14,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from visdet.atomic_write import write_text_atomic
+from visdet.io.atomic_write import write_text_atomic
 from visdet.bench.compare import device_label, fmt_number, md_escape
 from visdet.bench.report_plots import (
     plot_flops_vs_time,
@@ -221,7 +221,7 @@ def _names(paths: list[Path]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m visdet.bench.report",
+        prog="visdet bench report",
         description="HTML report (+ Markdown summary) of one or more visdet.bench results files.",
     )
     parser.add_argument("runs", type=Path, nargs="+", help="results JSON file(s)")

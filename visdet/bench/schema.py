@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from visdet.atomic_write import write_text_atomic
+from visdet.io.atomic_write import write_text_atomic
 
 SCHEMA = "visdet.bench"
 SCHEMA_VERSION = 1

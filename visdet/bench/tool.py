@@ -1,4 +1,4 @@
-"""The run behind ``python -m visdet.bench``: measure, write results.json, print a table,
+"""The run behind ``visdet bench``: measure, write results.json, print a table,
 and write the HTML/Markdown report."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from visdet.atomic_write import write_text_atomic
+from visdet.io.atomic_write import write_text_atomic
 from visdet.bench.runner import run_components
 from visdet.bench.schema import new_run, save_run
 from visdet.bench.system import run_system
 from visdet.config.validate import ConfigError, validate_config
-from visdet.text_table import format_columns
+from visdet.io.text_table import format_columns
 
 log = logging.getLogger(__name__)
 

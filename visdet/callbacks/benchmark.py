@@ -42,7 +42,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from visdet.atomic_write import write_bytes_atomic
+from visdet.io.atomic_write import write_bytes_atomic
 from visdet.bench.measure import summarize
 from visdet.bench.schema import new_run, save_run
 

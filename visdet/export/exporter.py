@@ -25,7 +25,7 @@ from visdet.export.loaders import load_backend
 from visdet.export.spec import BatchMode, ModelSpec, PostEncoderStep, TensorSlot, write_spec
 from visdet.models.encoders import GeneralEncoder
 from visdet.models.post_encoder import PostEncoderPipeline, build_post_encoder
-from visdet.text_table import format_columns
+from visdet.io.text_table import format_columns
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
-from visdet.atomic_write import write_text_atomic
+from visdet.io.atomic_write import write_text_atomic
 
 BACKENDS = ("auto", "torchscript", "aotinductor")
 _BACKEND_ALIASES = {"jit": "torchscript", "aoti": "aotinductor", "inductor": "aotinductor"}

@@ -1,4 +1,4 @@
-"""The export run behind ``python -m visdet.export``: validate, build, export, report."""
+"""The export run behind ``visdet export``: validate, build, export, report."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from visdet.atomic_write import write_text_atomic
+from visdet.io.atomic_write import write_text_atomic
 from visdet.config.validate import validate_config
 from visdet.export.exporter import BackendResult, format_results
 

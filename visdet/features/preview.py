@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from visdet.atomic_write import write_bytes_atomic
+from visdet.io.atomic_write import write_bytes_atomic
 
 NORMALIZE_MODES = ("per_channel", "global")
 CELL_INCHES = 1.6

@@ -1,16 +1,14 @@
-"""The runs behind ``python -m visdet.extract_features`` and ``python -m visdet.preview_features``:
+"""The runs behind ``visdet features extract`` and ``visdet features preview``:
 validate the config, build the encoder, call the configured function."""
 
 from __future__ import annotations
 
-import sys
-
 import torch
-from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from visdet.config.validate import ConfigError, validate_config
+from visdet.config.validate import validate_config
+from visdet.runs.job import run_tool
 
 TOP_LEVEL = {"encoder", "paths", "hydra", "task_name", "seed"}
 
@@ -26,10 +24,5 @@ def run_encoder_tool(cfg: DictConfig, key: str):
 def main_for(cfg: DictConfig, key: str) -> None:
     """The entry points' body: run the tool, print its result; a config error or a failure
     (missing file, bad value) exits with one line naming it."""
-    try:
-        result = run_encoder_tool(cfg, key)
-    except (ConfigError, InstantiationException) as e:
-        sys.exit(f"config error: {e}")
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"{key} failed: {e}")
+    result = run_tool(cfg, lambda c: run_encoder_tool(c, key), key)
     print(f"{key}: {result}", flush=True)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 
 import lightning as L
 
-from visdet.rng_state import capture_rng_state, restore_rng_state
+from visdet.lightning.rng_state import capture_rng_state, restore_rng_state
 
 
 class TrainingModule(L.LightningModule):

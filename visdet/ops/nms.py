@@ -151,7 +151,7 @@ def _prepare(boxes: Tensor, scores: Tensor, iou_threshold: float) -> tuple[Tenso
     return boxes.to(dtype)[order], order, _threshold_below(float(iou_threshold), dtype)
 
 
-# Implementations of the sorted-boxes kernel, compared by ``python -m visdet.bench``:
+# Implementations of the sorted-boxes kernel, compared by ``visdet bench``:
 # "blocked" (the default) resolves blocks of 256 boxes; "single_block" builds the whole
 # suppression matrix at once (fewer Python steps, O(N^2) memory: a candidate for GPUs).
 NMS_IMPLEMENTATIONS = ("blocked", "single_block")

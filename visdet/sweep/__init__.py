@@ -1,8 +1,7 @@
-"""Hyperparameter sweeps with ``train.py -m``: the task function that keeps a sweep going when
-a job fails (``job.run_job``) and the Hydra callback that tabulates the jobs
-(``summary.SweepSummary``). See docs/sweeps.md."""
+"""Hyperparameter sweeps with ``visdet train -m``: the Hydra callback that tabulates the jobs
+(``summary.SweepSummary``); a failing job is recorded by ``visdet.runs.job.run_job`` and the
+sweep goes on. See docs/sweeps.md."""
 
-from visdet.sweep.job import run_job
 from visdet.sweep.summary import SweepSummary
 
-__all__ = ["SweepSummary", "run_job"]
+__all__ = ["SweepSummary"]

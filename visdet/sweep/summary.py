@@ -25,8 +25,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from visdet.atomic_write import write_text_atomic
-from visdet.sweep.job import ERROR_FILE
+from visdet.io.atomic_write import write_text_atomic
+from visdet.runs.job import ERROR_FILE
 
 log = logging.getLogger(__name__)
 

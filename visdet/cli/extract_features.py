@@ -1,0 +1,17 @@
+"""``visdet features extract``: per-image and per-point encoder features
+(conf/extract_features.yaml)."""
+
+import hydra
+from omegaconf import DictConfig
+
+from visdet.cli.config_source import CONFIG_PATH
+from visdet.features.tool import main_for
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="extract_features")
+def main(cfg: DictConfig) -> None:
+    main_for(cfg, "extract")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""How every ``visdet`` tool runs and fails: ``run_tool`` for one-shot tools (export, bench,
+features) and ``run_job`` for training runs, single or inside a sweep.
+
+A run stops on a known error with one line (``config error: ...``, ``training stopped: ...``,
+``export failed: ...``) and a non-zero exit status; that line is also written to the run's
+log file. In a
+multirun (``train.py -m``) a failing job must not stop the sweep: the failure is written to
+``job_error.json`` in the job's directory, logged, and the job returns None, which both
+sweepers accept: the basic sweeper ignores return values, the Optuna sweeper (1.3.0) marks the
+trial as failed. (A nan would not do: with Optuna 2.10 the sweeper's failure path then passes
+the nan to ``study.tell`` together with the FAIL state, which raises and ends the sweep.)"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from visdet.io.atomic_write import write_text_atomic
+from visdet.config.validate import ConfigError
+from visdet.data.coco import DatasetError
+from visdet.lightning import NonFiniteLossError
+
+log = logging.getLogger(__name__)
+
+ERROR_FILE = "job_error.json"
+CONFIG_ERRORS = (ConfigError, InstantiationException)
+# FloatingPointError: a non-finite encoder loss; ConnectionError: a weights URL not fetched
+TRAINING_ERRORS = (
+    NonFiniteLossError,
+    DatasetError,
+    FileNotFoundError,
+    FloatingPointError,
+    ConnectionError,
+)
+
+
+def is_multirun() -> bool:
+    """Whether this process runs a job of a Hydra multirun (``-m``)."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def error_message(error: BaseException, short: bool = False) -> str:
+    """The one-line message shown for a failed run: what kind of failure, and why. ``short``
+    names the root cause only (``config error: ValueError: data.batch_size must be >= 1``)
+    instead of Hydra's wrapping of an instantiation error."""
+    if isinstance(error, CONFIG_ERRORS):
+        kind = "config error"
+    elif isinstance(error, TRAINING_ERRORS):
+        kind = "training stopped"
+    else:
+        kind = "job failed"
+    if not short:
+        detail = str(error) if kind != "job failed" else f"{type(error).__name__}: {error}"
+        return f"{kind}: {detail}"
+    root = error
+    while root.__cause__ is not None:
+        root = root.__cause__
+    return f"{kind}: {type(root).__name__}: {root}"
+
+
+def metric_value(metrics: dict, name: str) -> float:
+    """The value of ``optimized_metric`` (e.g. ``val/mAP``) for sweepers; nan if absent."""
+    value = metrics.get(name)
+    return float("nan") if value is None else float(value)
+
+
+def exit_with(message: str) -> NoReturn:
+    """Log ``message`` (the run's log file says why it stopped) and exit with it (status 1)."""
+    log.error("%s", message)
+    sys.exit(message)
+
+
+def run_tool(
+    cfg: DictConfig,
+    tool_fn: Callable[[DictConfig], object],
+    failure: str,
+    known: tuple[type[BaseException], ...] = (FileNotFoundError, ValueError),
+):
+    """Run a one-shot tool; a config error or one of the ``known`` failures exits with one
+    line: ``config error: ...`` or ``<failure> failed: ...``. Others propagate."""
+    try:
+        return tool_fn(cfg)
+    except CONFIG_ERRORS as e:
+        exit_with(f"config error: {e}")
+    except known as e:
+        exit_with(f"{failure} failed: {e}")
+
+
+def run_job(
+    cfg: DictConfig,
+    train_fn: Callable[[DictConfig], dict],
+    multirun: bool | None = None,
+    job_dir: str | Path | None = None,
+) -> float | None:
+    """Run ``train_fn(cfg)`` and return the value of ``cfg.optimized_metric``.
+
+    Single run (``multirun`` False): returns the value (nan if absent); a config or training
+    error exits with its message (``SystemExit``, status 1); other exceptions propagate.
+    Multirun: any ``Exception`` is recorded in ``<job_dir>/job_error.json`` (status, error
+    type, message, traceback) and logged, and the job returns None so the sweep goes on; a
+    finished job whose metric is absent or nan returns None too (a failed Optuna trial).
+    ``multirun`` and ``job_dir`` default to what Hydra says about the running job.
+    """
+    if multirun is None:
+        multirun = is_multirun()
+    name = cfg.get("optimized_metric", "val/mAP")
+    if not multirun:
+        try:
+            return metric_value(train_fn(cfg), name)
+        except (*CONFIG_ERRORS, *TRAINING_ERRORS) as e:
+            exit_with(error_message(e))
+    job_dir = Path(HydraConfig.get().runtime.output_dir if job_dir is None else job_dir)
+    (job_dir / ERROR_FILE).unlink(missing_ok=True)  # left by an earlier sweep in this dir
+    try:
+        value = metric_value(train_fn(cfg), name)
+    except Exception as e:
+        record_failure(job_dir, e)
+        return None
+    if math.isnan(value):
+        log.warning("%s is absent or nan: the sweep counts this job as failed", name)
+        return None
+    return value
+
+
+def record_failure(job_dir: Path, error: Exception) -> None:
+    """Write ``job_error.json`` for a failed job and log the failure (with its traceback
+    when the error is not a known config or training error)."""
+    message = error_message(error)
+    record = {
+        "status": "failed",
+        "error_type": type(error).__name__,
+        "message": message,
+        "short_message": error_message(error, short=True),
+        "traceback": "".join(traceback.format_exception(error)),
+    }
+    write_text_atomic(job_dir / ERROR_FILE, json.dumps(record, indent=2))
+    known = isinstance(error, (*CONFIG_ERRORS, *TRAINING_ERRORS))
+    log.error(
+        "%s (recorded in %s; the sweep goes on)",
+        message,
+        job_dir / ERROR_FILE,
+        exc_info=None if known else error,
+    )

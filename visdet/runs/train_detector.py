@@ -1,0 +1,92 @@
+"""The detector training task behind ``visdet train``: build the DetectorModule from the
+``model`` group (with optimizer, schedule, augmentation and parameter groups), fit, test the
+best checkpoint, and end with the per-class table and the ``final:`` line."""
+
+from __future__ import annotations
+
+import logging
+import math
+import resource
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from visdet.runs.fit import FitTask, best_checkpoint, fit
+
+log = logging.getLogger(__name__)
+
+FINAL_KEYS = ("mAP", "mAP50", "mAP75")
+
+
+def format_per_class(per_class: dict[str, float]) -> str:
+    width = max([5] + [len(k) for k in per_class])
+    rows = [f"{'class'.ljust(width)}  AP"]
+    rows += [
+        f"{k.ljust(width)}  {'n/a' if math.isnan(v) else f'{v:.4f}'}" for k, v in per_class.items()
+    ]
+    return "\n".join(rows)
+
+
+def build_module(cfg: DictConfig, datamodule):
+    # optim.param_groups (optional) builds the groups; the rest of optim is the optimizer
+    groups_cfg = cfg.optim.get("param_groups")
+    optim_cfg = OmegaConf.masked_copy(cfg.optim, [k for k in cfg.optim if k != "param_groups"])
+    return instantiate(
+        cfg.model,
+        optimizer=instantiate(optim_cfg),
+        scheduler=instantiate(cfg.sched) if cfg.get("sched") else None,
+        augment=instantiate(cfg.aug),
+        param_groups=instantiate(groups_cfg) if groups_cfg else None,
+    )
+
+
+def collect(cfg: DictConfig, trainer, module, datamodule) -> dict:
+    fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    results = dict(module.last_results)
+    best = best_checkpoint(trainer)
+    if cfg.get("test", True) and not trainer.fast_dev_run:
+        trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=False)
+        results = dict(module.last_results)
+    return {
+        **{f"val/{k}": v for k, v in results.items() if k != "per_class"},
+        "per_class_AP": results.get("per_class", {}),
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "best_checkpoint": best,
+        "skipped_images": module.skipped_images,
+        "trainable_params": sum(p.numel() for p in module.parameters() if p.requires_grad),
+        "peak_memory_mb": _peak_memory_mb(module),
+        "last_fit_metrics": fit_metrics,
+    }
+
+
+def _peak_memory_mb(module) -> dict[str, float]:
+    """Peak resident memory of this process (CPU) and peak allocated CUDA memory, in MiB."""
+    out = {"process_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if module.device.type == "cuda":
+        out["cuda_allocated"] = torch.cuda.max_memory_allocated(module.device) / 2**20
+    return out
+
+
+def report(metrics: dict, output_dir: Path) -> None:
+    if metrics["per_class_AP"]:
+        log.info("per-class AP (val):\n%s", format_per_class(metrics["per_class_AP"]))
+    if metrics["skipped_images"]:
+        log.warning("%d unreadable images were skipped", metrics["skipped_images"])
+    log.info(
+        "outputs: %s (checkpoints: %s, metrics.json, logs)",
+        output_dir,
+        metrics["best_checkpoint"] or "none",
+    )
+    final = " ".join(f"val/{k}={metrics.get(f'val/{k}', float('nan')):.4f}" for k in FINAL_KEYS)
+    print(f"final: {final} epochs={metrics['epochs']} time={metrics['time_s']:.0f}s", flush=True)
+
+
+DETECTOR_TASK = FitTask(build_module, collect, report)
+
+
+def train(cfg: DictConfig) -> dict:
+    """Train a detector as configured; returns the metrics written to metrics.json."""
+    return fit(cfg, DETECTOR_TASK)
