@@ -27,11 +27,12 @@ test-full: $(STAMP)
 	$(PY) -m pytest -q -m ""
 
 lint: $(STAMP)
-	$(PY) -m ruff check visdet tests benchmarks experiments train.py
-	$(PY) -m ruff format --check visdet tests benchmarks experiments train.py
+	$(PY) -m ruff check visdet tests experiments train.py
+	$(PY) -m ruff format --check visdet tests experiments train.py
 
+# The core benchmark: nms, roi_align, Faster R-CNN R50-FPN against torchvision (overrides: ARGS=...).
 bench: $(STAMP)
-	$(PY) benchmarks/bench_core.py
+	$(PY) -m visdet bench preset=core $(ARGS)
 
 # The main job: Faster R-CNN R18-FPN on the built-in shapes dataset (extra overrides: ARGS=...).
 train: $(STAMP)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from visdet.bench.measure import count_flops, peak_memory_mb, summarize, time_ms
+from visdet.bench.measure import PartTimes, count_flops, peak_memory_mb, summarize, time_ms
 
 
 @pytest.mark.parametrize("bias", [False, True])
@@ -45,6 +45,19 @@ def test_time_ms_counts_calls():
     assert len(calls) == 6 and stats["repeats"] == 4 and stats["median"] >= 0
     with pytest.raises(ValueError, match="repeats"):
         time_ms(lambda: None, repeats=0)
+
+
+def test_part_times_one_entry_per_call_and_hooks_removed():
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+    x = torch.rand(2, 4)
+    with PartTimes({"linear": model[0], "relu": model[1]}) as parts:
+        time_ms(parts.wrap(lambda: model(x)), repeats=3, warmup=1)
+    assert len(parts.calls) == 4 and set(parts.medians(3)) == {"linear", "relu"}
+    assert all(v >= 0 for call in parts.calls for v in call.values())
+    assert not model[0]._forward_hooks and not model[0]._forward_pre_hooks
+    fn = lambda: None  # noqa: E731
+    with PartTimes({}) as nothing:
+        assert nothing.wrap(fn) is fn
 
 
 def test_cpu_peak_memory_of_known_allocations():

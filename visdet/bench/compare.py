@@ -23,8 +23,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from visdet.io.atomic_write import write_text_atomic
 from visdet.bench.schema import TIMING_METRICS, SchemaError, load_run, result_key
+from visdet.io.atomic_write import write_text_atomic
 from visdet.io.text_table import format_columns
 
 STATUSES = ("ok", "REGRESSED", "improved", "added", "removed")

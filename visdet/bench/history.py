@@ -12,8 +12,8 @@ import json
 import os
 from pathlib import Path
 
-from visdet.io.atomic_write import write_bytes_atomic, write_text_atomic
 from visdet.bench.schema import TIMING_METRICS, check_run, result_key
+from visdet.io.atomic_write import write_bytes_atomic, write_text_atomic
 
 DPI = 100
 

@@ -3,6 +3,8 @@ FLOPs (torch.utils.flop_counter) and peak memory.
 
 - Time: ``fn`` runs ``warmup`` times unmeasured, then ``repeats`` times; on CUDA the device
   is synchronised before and after each repeat so queued kernels are counted.
+- Parts: ``PartTimes`` adds the forward time of named sub-modules (forward pre-/post-hooks)
+  within each call that ``time_ms`` times; medians over the timed calls.
 - FLOPs: ``FlopCounterMode`` counts 2 FLOPs per multiply-add; ``macs = flops / 2``.
 - Memory: on CUDA the allocator's peak (``max_memory_allocated``) above what was allocated
   before; on CPU the peak of live tensor bytes that ``fn`` allocated (every op's output
@@ -62,6 +64,55 @@ def time_ms(
         _sync(device)
         times.append((time.perf_counter() - start) * 1000)
     return summarize(times)
+
+
+class PartTimes:
+    """Forward wall time of named sub-modules within each call of a function, from forward
+    pre- and post-hooks (removed on exit). ``time_ms(parts.wrap(fn), ...)`` times the calls;
+    ``parts.medians(n)`` is each part's median (ms) over the last ``n`` calls (the timed
+    ones; warm-up calls come first). Without parts ``wrap`` returns ``fn`` unchanged."""
+
+    def __init__(self, parts: dict[str, torch.nn.Module], device: str | torch.device = "cpu"):
+        self.parts, self.device = parts, torch.device(device)
+        self.calls: list[dict[str, float]] = []
+        self._start: dict[str, float] = {}
+        self._handles: list = []
+
+    def __enter__(self) -> PartTimes:
+        for name, module in self.parts.items():
+            self._handles.append(module.register_forward_pre_hook(self._hook(name, True)))
+            self._handles.append(module.register_forward_hook(self._hook(name, False)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _hook(self, name: str, begin: bool) -> Callable:
+        def hook(*_):
+            _sync(self.device)
+            now = time.perf_counter()
+            if begin:
+                self._start[name] = now
+            else:
+                self.calls[-1][name] += (now - self._start[name]) * 1000
+
+        return hook
+
+    def wrap(self, fn: Callable[[], object]) -> Callable[[], object]:
+        if not self.parts:
+            return fn
+
+        def call():
+            self.calls.append(dict.fromkeys(self.parts, 0.0))
+            return fn()
+
+        return call
+
+    def medians(self, last: int) -> dict[str, float]:
+        calls = self.calls[-last:]
+        return {name: statistics.median(c[name] for c in calls) for name in self.parts}
 
 
 def count_flops(fn: Callable[[], object]) -> int:

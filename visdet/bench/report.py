@@ -14,7 +14,6 @@ import statistics
 import sys
 from pathlib import Path
 
-from visdet.io.atomic_write import write_text_atomic
 from visdet.bench.compare import device_label, fmt_number, md_escape
 from visdet.bench.report_plots import (
     plot_flops_vs_time,
@@ -23,6 +22,7 @@ from visdet.bench.report_plots import (
     plot_time_vs_batch,
 )
 from visdet.bench.schema import FLOPS_UNIT, SchemaError, load_run
+from visdet.io.atomic_write import write_text_atomic
 
 ENV_FIELDS = ("torch", "python", "platform", "device", "device_name", "threads", "cpu_count",
               "git_commit")  # fmt: skip

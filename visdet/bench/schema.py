@@ -21,7 +21,8 @@ A Result is one measured case; ``key`` = (component, impl, case) identifies it a
  "peak_memory_mb": 45.1 | null,
  "memory_kind": "cuda_allocator_peak" | "cpu_tensor_peak" | "cpu_process_rss" (callback),
  "throughput": {"images_per_s": 12.3, ...} | null,
- "extra": {...}}
+ "extra": {...}}      # e.g. the core benchmark's "reference": {"ms", "ratio", "source"},
+                      # "parts_ms": forward ms of the detector's parts
 ```
 No host names are recorded.
 """
@@ -98,6 +99,16 @@ def new_run(kind: str, settings: dict, device: str | torch.device = "cpu") -> di
         "settings": settings,
         "results": [],
     }
+
+
+def new_result(component: str, group: str, impl: str, case: str, **fields) -> dict:
+    """A result with every field: ``fields`` set, the others None (``extra``: {})."""
+    unknown = sorted(set(fields) - set(RESULT_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown result field(s) {unknown}; fields: {', '.join(RESULT_FIELDS)}")
+    result = {**dict.fromkeys(RESULT_FIELDS), "extra": {}, **fields}
+    result.update(component=component, group=group, impl=impl, case=case)
+    return result
 
 
 def result_key(result: dict) -> tuple[str, str, str]:
