@@ -11,11 +11,11 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from visdet.config.validate import ConfigError
-from visdet.runs.train_encoder import train_encoder
 from visdet.export.tool import run_export
 from visdet.features.tool import run_encoder_tool
 from visdet.models.encoders import GeneralEncoder
 from visdet.models.post_encoder import spatial_point
+from visdet.runs.train_encoder import train_encoder
 
 CONF = Path(__file__).parents[1] / "conf"
 

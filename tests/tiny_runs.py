@@ -31,7 +31,7 @@ def tiny_overrides(tmp_path, *extra):
         "data.num_workers=0",
         "aug.train_sizes=[64]",
         "aug.val_size=64",
-        "model.detector.fpn_channels=32",
+        "neck.out_channels=32",
         "model.detector.representation_size=64",
         "model.detector.rpn_pre_nms_top_n_test=100",
         "model.detector.rpn_post_nms_top_n_test=50",

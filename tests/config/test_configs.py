@@ -11,6 +11,8 @@ CONF = Path(__file__).parents[2] / "conf"
 GROUPS = [
     "data",
     "model",
+    "backbone",
+    "neck",
     "aug",
     "optim",
     "sched",
@@ -64,8 +66,10 @@ def test_wrong_type_and_missing_value():
         validate_config(compose_cfg(["data.batch_size=eight"]))
     with pytest.raises(ConfigError, match=r"data\.source\.root: missing value"):
         validate_config(compose_cfg(["data=coco"]))
-    with pytest.raises(ConfigError, match=r"model\.detector\.depth: expected int"):
-        validate_config(compose_cfg(["model.detector.depth=[1]"]))
+    with pytest.raises(ConfigError, match=r"backbone\.depth: expected int"):
+        validate_config(compose_cfg(["backbone.depth=[1]"]))
+    with pytest.raises(ConfigError, match=r"model\.detector\.rpn_num_convs: expected int"):
+        validate_config(compose_cfg(["+model.detector.rpn_num_convs=two"]))
     with pytest.raises(ConfigError, match=r"nonsense: unknown top-level key"):
         validate_config(compose_cfg(["+nonsense=1"]))
 
@@ -83,7 +87,9 @@ def test_help_lists_the_groups():
     ).stdout
     for group in (
         "data: coco, shapes",
-        "model: faster_rcnn_r18_fpn, faster_rcnn_r50_fpn",
+        "model: faster_rcnn, faster_rcnn_r18_fpn, faster_rcnn_r50_fpn",
+        "backbone: resnet101, resnet18, resnet34, resnet50, resnet50_bn",
+        "neck: fpn, fpn_bn",
         "optim: adamw, sgd",
         "trainer: cpu, ddp, ddp_cpu, default, gpu",
     ):

@@ -211,8 +211,8 @@ def test_run_export_from_config(tmp_path):
 def test_run_export_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="export.colour: unknown key"):
         run_export(export_cfg(tmp_path, "+export.colour=red"))
-    with pytest.raises(ConfigError, match="encoder.depth: expected int"):
-        run_export(export_cfg(tmp_path, "encoder.depth=eighteen"))
+    with pytest.raises(ConfigError, match="encoder.backbone.depth: expected int"):
+        run_export(export_cfg(tmp_path, "encoder.backbone.depth=eighteen"))
 
 
 def test_verification_cases():

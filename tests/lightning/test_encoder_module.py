@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from visdet.lightning import EncoderModule
-from visdet.models.detectors.pretrained import init_backbone
 from visdet.models.encoders import GeneralEncoder
+from visdet.models.weights.pretrained import init_backbone
 
 
 def module(**kwargs):

@@ -13,16 +13,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
+from visdet.config.presets import build_detector
 from visdet.models import faster_rcnn_resnet_fpn
-from visdet.models.detectors.mmdet_keys import faster_rcnn_from_mmdet, mmdet_settings_mismatch
-from visdet.models.detectors.torchvision_keys import (
+from visdet.models.heads import map_levels
+from visdet.models.weights.convert.mmdet_faster_rcnn import (
+    faster_rcnn_from_mmdet,
+    mmdet_settings_mismatch,
+)
+from visdet.models.weights.convert.torchvision_faster_rcnn import (
     faster_rcnn_from_torchvision,
     torchvision_variant,
 )
-from visdet.models.heads import map_levels
 from visdet.ops import AnchorGenerator
 
 ROOT = Path(__file__).parents[2]
@@ -31,11 +33,10 @@ NUM_CLASSES = 80
 
 
 def detector_from_config(name: str, num_classes: int, **overrides):
-    cfg = OmegaConf.load(ROOT / "conf" / "model" / f"{name}.yaml").detector
-    cfg.num_classes = num_classes
-    for key, value in overrides.items():
-        cfg[key] = value
-    return instantiate(cfg)
+    """The detector of the config preset ``model=<name>``; overrides of model.detector.*."""
+    return build_detector(
+        name, num_classes, [f"++model.detector.{k}={v}" for k, v in overrides.items()]
+    )
 
 
 def zeros_state(layout):
@@ -332,7 +333,7 @@ def test_mmdet_checkpoint_file_through_init_from(tmp_path, caplog, monkeypatch):
     predictor (reported), and a detector without mmdet's settings gets a warning."""
     import logging
 
-    from visdet.models.detectors.pretrained import init_detector
+    from visdet.models.weights.pretrained import init_detector
 
     monkeypatch.setenv("VISDET_CACHE", str(tmp_path / "cache"))
     path = tmp_path / "faster_rcnn_r50_fpn_1x_coco.pth"

@@ -47,7 +47,7 @@ def test_bad_arguments():
         GeneralEncoder(input_shape=(3, 0, 224))
     with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
         GeneralEncoder()(torch.rand(3, 32, 32))
-    with pytest.raises(TypeError, match="no 'out_channels'"):
+    with pytest.raises(TypeError, match="does not implement the backbone contract"):
         GeneralEncoder(backbone=torch.nn.Identity())
 
 

@@ -15,7 +15,7 @@ import torch
 
 from visdet.lightning import DetectorModule
 from visdet.models import faster_rcnn_resnet_fpn
-from visdet.models.detectors.pretrained import checkpoint_format, init_backbone, init_detector
+from visdet.models.weights.pretrained import checkpoint_format, init_backbone, init_detector
 
 DATA_DIR = Path(__file__).parents[1] / "reference_data"
 sys.path.insert(0, str(DATA_DIR))
@@ -52,12 +52,13 @@ def imagenet_resnet18_state():
 
 
 def test_formats_are_recognised_by_their_keys():
-    assert checkpoint_format(TV_STATE) == "torchvision"
-    assert checkpoint_format({"detector.backbone.conv1.weight": 0}) == "visdet"
-    assert checkpoint_format({"roi_head.bbox_head.fc_cls.weight": 0}) == "mmdet"
-    assert checkpoint_format(detector().state_dict()) == "visdet_detector"
+    model = detector()
+    assert checkpoint_format(TV_STATE, model) == "torchvision"
+    assert checkpoint_format({"detector.backbone.conv1.weight": 0}, model) == "visdet"
+    assert checkpoint_format({"roi_head.bbox_head.fc_cls.weight": 0}, model) == "mmdet"
+    assert checkpoint_format(model.state_dict(), model) == "visdet_detector"
     with pytest.raises(ValueError, match=r"unknown checkpoint format.*first keys: \['conv1"):
-        checkpoint_format(imagenet_resnet18_state())
+        checkpoint_format(imagenet_resnet18_state(), model)
 
 
 def test_torchvision_state_dict_from_a_file_url_is_cached_once(tmp_path, weights_cache, caplog):
@@ -189,7 +190,7 @@ def test_config_keys_reach_the_loaders(tmp_path):
     detector_file = save(TV_STATE, tmp_path / "tv.pth")
     overrides = [
         "data.num_classes=5",
-        "model.detector.fpn_channels=256",
+        "neck.out_channels=256",
         "model.detector.representation_size=1024",
         f"model.backbone.weights={backbone.as_uri()}",
     ]

@@ -5,6 +5,7 @@ import torch
 
 from visdet.models import FastRCNNPredictor, MultiScaleRoIAlign, RoIHeads, TwoMLPHead
 from visdet.models.heads import map_levels
+from visdet.models.image_batch import ImageBatch
 from visdet.ops import roi_align
 
 
@@ -45,7 +46,9 @@ def test_losses_with_empty_ground_truth():
     heads = make_heads().train()
     targets = [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}] * 2
     props = [torch.tensor([[0.0, 0, 20, 20], [10, 10, 40, 50]]), torch.zeros(0, 4)]
-    dets, losses = heads(features(), props, [(64, 64)] * 2, (64, 64), targets)
+    dets, losses = heads(
+        features(), props, ImageBatch(torch.zeros(2, 3, 64, 64), [(64, 64)] * 2), targets
+    )
     assert dets == [] and losses["loss_box"].item() == 0.0
     assert torch.isfinite(losses["loss_cls"]) and losses["loss_cls"] > 0
     sum(losses.values()).backward()

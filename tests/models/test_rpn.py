@@ -1,7 +1,12 @@
 import torch
 
 from visdet.models import RPN, RPNHead
+from visdet.models.image_batch import ImageBatch
 from visdet.ops import AnchorGenerator, box_iou
+
+
+def batch(sizes, padded=(64, 64)):
+    return ImageBatch(torch.zeros(len(sizes), 3, *padded), list(sizes))
 
 
 def make_rpn(**kw) -> RPN:
@@ -16,7 +21,7 @@ def feats(batch=2):
 def test_empty_ground_truth_gives_zero_box_loss_and_finite_objectness():
     rpn = make_rpn().train()
     proposals, losses = rpn(
-        feats(), [(64, 64), (60, 50)], (64, 64), [torch.zeros(0, 4), torch.zeros(0, 4)]
+        feats(), batch([(64, 64), (60, 50)]), [torch.zeros(0, 4), torch.zeros(0, 4)]
     )
     assert losses["loss_rpn_box"].item() == 0.0
     assert torch.isfinite(losses["loss_rpn_cls"]) and losses["loss_rpn_cls"].item() > 0
@@ -51,14 +56,14 @@ def test_proposals_respect_top_n_bounds_and_modes():
     sizes = [(64, 64), (40, 50)]
     rpn.eval()
     with torch.no_grad():
-        props, losses = rpn(feats(), sizes, (64, 64))
+        props, losses = rpn(feats(), batch(sizes))
     assert losses == {}
     for p, (h, w) in zip(props, sizes):
         assert 0 < len(p) <= 7
         assert (p[:, 0] >= 0).all() and (p[:, 2] <= w).all() and (p[:, 3] <= h).all()
         assert ((p[:, 2] - p[:, 0]) >= 1e-3).all()
     rpn.train()
-    props, _ = rpn(feats(), sizes, (64, 64), [torch.tensor([[5.0, 5, 30, 30]])] * 2)
+    props, _ = rpn(feats(), batch(sizes), [torch.tensor([[5.0, 5, 30, 30]])] * 2)
     assert all(0 < len(p) <= 20 for p in props)
 
 

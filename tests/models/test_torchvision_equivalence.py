@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from visdet.models import faster_rcnn_resnet_fpn
-from visdet.models.detectors.torchvision_keys import (
+from visdet.models.weights.convert.torchvision_faster_rcnn import (
     faster_rcnn_from_torchvision,
     torchvision_variant,
 )
@@ -42,9 +42,9 @@ def model():
 def test_proposals_equal_torchvision(model):
     images = dw.images()
     with torch.no_grad():
-        batch, sizes, _ = model.transform(images)
-        features = model.neck(model.backbone(batch))
-        proposals, _ = model.rpn(list(features.values()), sizes, tuple(batch.shape[-2:]))
+        batch, _ = model.transform(images)
+        features = model.neck(model.backbone(batch.tensor))
+        proposals, _ = model.rpn(list(features.values()), batch)
     assert [len(p) for p in proposals] == [len(p) for p in REF["proposals"]]
     for ours, theirs in zip(proposals, REF["proposals"]):
         torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)

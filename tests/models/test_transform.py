@@ -11,7 +11,8 @@ def test_resize_pad_and_box_round_trip():
         {"boxes": torch.tensor([[4.0, 3, 20, 15]]), "labels": torch.tensor([1])},
         {"boxes": torch.tensor([[1.0, 2, 19, 49]]), "labels": torch.tensor([2])},
     ]
-    batch, sizes, scaled = t(images, targets)
+    images_batch, scaled = t(images, targets)
+    batch, sizes = images_batch.tensor, images_batch.image_sizes
     # 30x40: scale min(64/30, 100/40) = 2.133 -> 64x85; 50x20: min(64/20, 100/50) = 2 -> 100x40
     assert sizes == [(64, 85), (100, 40)]
     assert batch.shape == (2, 3, 128, 96)  # padded to multiples of 32
@@ -29,7 +30,7 @@ def test_normalisation_uses_mean_and_std():
     t = DetectionTransform(
         min_size=32, max_size=32, image_mean=(0.5, 0.5, 0.5), image_std=(0.25, 0.5, 1.0)
     ).eval()
-    batch, _, _ = t([torch.full((3, 32, 32), 0.75)])
+    batch = t([torch.full((3, 32, 32), 0.75)])[0].tensor
     assert batch[0, :, 0, 0].tolist() == [1.0, 0.5, 0.25]
 
 

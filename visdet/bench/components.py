@@ -2,8 +2,10 @@
 
 A component builds a ``Case`` for one setting: the module (for the parameter count), a
 ``forward`` callable and, when it has gradients, a ``loss`` callable whose ``backward()``
-is timed with it. Adding a component is one function here plus one line in ``COMPONENTS``
-(docs/benchmarking.md).
+is timed with it. Ops, losses, layers and necks are listed here (one function plus one line
+in ``COMPONENTS``, docs/benchmarking.md); backbones and detector parts come from the
+registered families (``visdet.models.families``): ``backbone/<name>`` for each of
+``BENCH_BACKBONES`` and each family record's ``bench_components``.
 
 Settings: image components use ``batch_size`` and ``image_size`` (inputs are images, or the
 feature maps a ResNet-18 / FPN-128 produces for them); ops use ``boxes`` (nms) or ``rois``
@@ -19,15 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from visdet.models import (
-    FPN,
-    FastRCNNPredictor,
-    FrozenBatchNorm2d,
-    MultiScaleRoIAlign,
-    ResNet,
-    RPNHead,
-    TwoMLPHead,
-)
+from visdet.models import FPN, FrozenBatchNorm2d
+from visdet.models.detectors.family import BenchBuilder
+from visdet.models.detectors.faster_rcnn_bench import random_rois
+from visdet.models.families import BENCH_BACKBONES, DETECTOR_FAMILIES
 from visdet.ops import batched_nms, nms, roi_align
 from visdet.ops.nms import BATCHED_NMS_STRATEGIES, NMS_IMPLEMENTATIONS
 
@@ -97,10 +94,10 @@ def _image_input(s: Setting) -> str:
     return f"{s.batch_size}x3x{s.image_size}x{s.image_size}"
 
 
-def resnet(depth: int) -> Callable[[Setting], Case]:
+def backbone(make: Callable[[], nn.Module]) -> Callable[[Setting], Case]:
     def build(s: Setting) -> Case:
         image = torch.rand(s.batch_size, 3, s.image_size, s.image_size, generator=_gen(0))
-        return _module_case(ResNet(depth=depth), (image.to(s.device),), s, _image_input(s))
+        return _module_case(make(), (image.to(s.device),), s, _image_input(s))
 
     return build
 
@@ -110,45 +107,20 @@ def fpn(s: Setting) -> Case:
     return _module_case(FPN(C_CHANNELS, FPN_CHANNELS), (feats,), s, f"c2..c5 of {_image_input(s)}")
 
 
-def rpn_head(s: Setting) -> Case:
-    feats = list(_maps(s, [FPN_CHANNELS] * 4, ("p2", "p3", "p4", "p5"), 2).values())
-    return _module_case(RPNHead(FPN_CHANNELS, 3), (feats,), s, f"p2..p5 of {_image_input(s)}")
+def family_case(builder: BenchBuilder) -> Callable[[Setting], Case]:
+    """A family's benchmark builder (plain modules and inputs) as a Case."""
+
+    def build(s: Setting) -> Case:
+        module, args, input, images = builder(s.batch_size, s.image_size, s.rois, s.device)
+        case = _module_case(module, args, s, input)
+        case.images = images
+        return case
+
+    return build
 
 
 def _rois(s: Setting, image: int, seed: int) -> Tensor:
-    g = _gen(seed)
-    xy = torch.rand(s.rois, 2, generator=g) * image * 0.8
-    wh = torch.rand(s.rois, 2, generator=g) * image * 0.4 + 2
-    return torch.cat([xy, xy + wh], 1)
-
-
-def roi_extractor(s: Setting) -> Case:
-    feats = _maps(s, [FPN_CHANNELS] * 4, ("p2", "p3", "p4", "p5"), 3)
-    for f in feats.values():
-        f.requires_grad_(True)
-    pool = MultiScaleRoIAlign(("p2", "p3", "p4", "p5"), 7, 2)
-    per_image = max(1, s.rois // s.batch_size)
-    boxes = [
-        _rois(Setting(rois=per_image), s.image_size, 4 + i).to(s.device)
-        for i in range(s.batch_size)
-    ]
-    size = (s.image_size, s.image_size)
-    case = _module_case(
-        pool,
-        (feats, boxes, size),
-        s,
-        f"{per_image * s.batch_size} RoIs on p2..p5 of {_image_input(s)}",
-    )
-    case.images = 0
-    return case
-
-
-def box_head(s: Setting) -> Case:
-    head = nn.Sequential(TwoMLPHead(FPN_CHANNELS * 49, 256), FastRCNNPredictor(256, NUM_CLASSES))
-    x = torch.randn(s.rois, FPN_CHANNELS, 7, 7, generator=_gen(5)).to(s.device)
-    case = _module_case(head, (x,), s, f"{s.rois}x{FPN_CHANNELS}x7x7")
-    case.images = 0
-    return case
+    return random_rois(s.rois, image, seed)
 
 
 def nms_impl(implementation: str) -> Callable[[Setting], Case]:
@@ -245,12 +217,16 @@ class _LayerNorm2d(nn.Module):
 
 # name -> (group, implementation, builder, which setting axis: "image" | "boxes" | "rois")
 COMPONENTS: dict[str, tuple[str, str, Callable[[Setting], Case], str]] = {
-    "backbone/resnet18": ("backbone", "visdet", resnet(18), "image"),
-    "backbone/resnet50": ("backbone", "visdet", resnet(50), "image"),
+    **{
+        f"backbone/{name}": ("backbone", "visdet", backbone(make), "image")
+        for name, make in BENCH_BACKBONES.items()
+    },
     "neck/fpn": ("neck", "visdet", fpn, "image"),
-    "dense_head/rpn_head": ("dense_head", "visdet", rpn_head, "image"),
-    "roi/extractor": ("roi", "visdet", roi_extractor, "image"),
-    "roi/box_head": ("roi", "visdet", box_head, "rois"),
+    **{
+        name: (group, "visdet", family_case(builder), axis)
+        for family in DETECTOR_FAMILIES
+        for name, (group, axis, builder) in family.bench_components.items()
+    },
     **{f"ops/nms[{i}]": ("ops", i, nms_impl(i), "boxes") for i in NMS_IMPLEMENTATIONS},
     **{
         f"ops/batched_nms[{i}]": ("ops", i, batched_nms_impl(i), "boxes")

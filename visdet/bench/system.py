@@ -10,25 +10,20 @@ from collections.abc import Sequence
 import torch
 
 from visdet.bench.measure import peak_memory_mb, summarize, time_ms
+from visdet.config.presets import build_detector
 from visdet.data import DetectionAugment, DetectionDataModule, ShapesSource
-from visdet.models import faster_rcnn_resnet_fpn
 
 
 def _detector(depth: int, device: str):
+    """The main job's detector (model=faster_rcnn_r18_fpn), on ResNet-50 with BatchNorm for
+    depth 50."""
     torch.manual_seed(0)
-    return faster_rcnn_resnet_fpn(
-        num_classes=4,
-        depth=depth,
-        norm="bn",
-        fpn_channels=128,
-        min_size=None,
-        anchor_sizes=[[16], [32], [64], [128], [256]],
-        representation_size=512,
-        rpn_pre_nms_top_n_train=1000,
-        rpn_post_nms_top_n_train=500,
-        rpn_pre_nms_top_n_test=500,
-        rpn_post_nms_top_n_test=300,
-    ).to(device)  # fmt: skip  (the main job's model, conf/model/faster_rcnn_r18_fpn.yaml)
+    overrides = (
+        []
+        if depth == 18
+        else [f"backbone=resnet{depth}_bn" if depth == 50 else f"backbone=resnet{depth}"]
+    )
+    return build_detector("faster_rcnn_r18_fpn", 4, overrides).to(device)
 
 
 def _batch(batch_size: int, size: int, device: str, seed: int = 0):

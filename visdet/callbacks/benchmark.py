@@ -42,9 +42,9 @@ import lightning as L
 import torch
 from torch import nn
 
-from visdet.io.atomic_write import write_bytes_atomic
 from visdet.bench.measure import summarize
 from visdet.bench.schema import new_run, save_run
+from visdet.io.atomic_write import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 BACKWARD = "span from the first gradient at an output to the last input/parameter gradient"

@@ -23,8 +23,8 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from visdet.io.atomic_write import write_text_atomic
 from visdet.callbacks.lr_suggestions import METHODS, suggest_lr
+from visdet.io.atomic_write import write_text_atomic
 from visdet.lightning.rng_state import capture_rng_state, restore_rng_state
 
 log = logging.getLogger(__name__)

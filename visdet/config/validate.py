@@ -19,6 +19,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 TOP_LEVEL = {
     "data",
     "model",
+    "backbone",
+    "neck",
     "aug",
     "optim",
     "sched",
@@ -39,12 +41,12 @@ TOP_LEVEL = {
 }
 
 
-# arguments that visdet.run passes at instantiation time, so the config must not set them
+# arguments that visdet.runs passes at instantiation time, so the config must not set them
 INJECTED = {
     "model": {"optimizer", "scheduler", "augment", "param_groups", "encoder", "num_classes"},
     "trainer": {"callbacks", "logger"},
 }
-# keys a node may carry beside its target's arguments (visdet.run takes them out first)
+# keys a node may carry beside its target's arguments (visdet.runs takes them out first)
 EXTRA_KEYS = {"optim": {"param_groups"}}
 
 

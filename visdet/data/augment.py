@@ -1,6 +1,7 @@
 """Device-side batch augmentation for detection (run in ``on_after_batch_transfer``).
 
-Training: resize (short side drawn from ``train_sizes`` once per batch, long side capped at
+Training: resize (the detectors' own resize, visdet.ops.resize_image, antialiased when
+shrinking; short side drawn from ``train_sizes`` once per batch, long side capped at
 ``max_size``; drawn from ``(size_seed, step)`` when the caller passes the training step, so
 every DDP process resizes its batch of that step to the same size), then Kornia on each
 group of same-size images as one batch: horizontal flip, optional random affine, colour
@@ -16,24 +17,22 @@ from collections.abc import Sequence
 
 import kornia.augmentation as K
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from visdet.ops.resize import resize_image
 
 
 def resize_image_and_boxes(
-    image: Tensor, boxes: Tensor, short: int, max_size: int
+    image: Tensor, boxes: Tensor, short: int, max_size: int, antialias: bool = True
 ) -> tuple[Tensor, Tensor]:
-    """Resize so the short side is ``short`` (long side at most ``max_size``)."""
+    """Resize so the short side is ``short`` (long side at most ``max_size``) with the
+    detectors' own resize (visdet.ops.resize_image); boxes are scaled with the image."""
     h, w = image.shape[-2:]
-    scale = min(short / min(h, w), max_size / max(h, w))
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    if (nh, nw) == (h, w):
+    out = resize_image(image, short, max_size, antialias)
+    if out is image:
         return image, boxes
-    out = F.interpolate(
-        image[None], size=(nh, nw), mode="bilinear", align_corners=False, antialias=scale < 1
-    )[0]
-    factor = boxes.new_tensor([nw / w, nh / h, nw / w, nh / h])
-    return out, boxes * factor
+    nh, nw = out.shape[-2:]
+    return out, boxes * boxes.new_tensor([nw / w, nh / h, nw / w, nh / h])
 
 
 def transform_boxes(boxes: Tensor, matrix: Tensor, size: tuple[int, int]) -> Tensor:

@@ -23,9 +23,9 @@ import torch
 from visdet.export.export_model import ExportModel
 from visdet.export.loaders import load_backend
 from visdet.export.spec import BatchMode, ModelSpec, PostEncoderStep, TensorSlot, write_spec
+from visdet.io.text_table import format_columns
 from visdet.models.encoders import GeneralEncoder
 from visdet.models.post_encoder import PostEncoderPipeline, build_post_encoder
-from visdet.io.text_table import format_columns
 
 log = logging.getLogger(__name__)
 
@@ -227,8 +227,8 @@ def export_encoder(
     encoder: GeneralEncoder,
     output_dir: str | os.PathLike,
     name: str = "encoder",
-    model_id: str = "encoder",
-    display_name: str = "Encoder",
+    model_id: str | None = None,
+    display_name: str | None = None,
     description: str = "",
     backends: Sequence[str] = ("torchscript", "aotinductor"),
     post_encoder: Sequence = (),
@@ -290,7 +290,9 @@ def export_encoder(
             checks = verify(load_backend(weights, backend), model, cases, atol, rtol, seed)
             verify_s = time.perf_counter() - start
             spec = build_spec(
-                encoder, steps, bake_post_encoder, weights.name, backend, model_id, display_name,
+                encoder, steps, bake_post_encoder, weights.name, backend,
+                model_id or f"{encoder.backbone.name}_encoder",
+                display_name or f"{encoder.backbone.display_name} encoder",
                 description, max_batch, recommended_post_encoder, hw,
             )  # fmt: skip
             spec_path = staging / f"{name}.{backend}.json"

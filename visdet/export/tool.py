@@ -10,9 +10,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from visdet.io.atomic_write import write_text_atomic
 from visdet.config.validate import validate_config
 from visdet.export.exporter import BackendResult, format_results
+from visdet.io.atomic_write import write_text_atomic
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from visdet.io.atomic_write import write_bytes_atomic, write_text_atomic
 from visdet.data.image_folder import IMAGE_EXTENSIONS, open_rgb, to_tensor
+from visdet.io.atomic_write import write_bytes_atomic, write_text_atomic
 from visdet.models.encoders import GeneralEncoder
 from visdet.models.post_encoder import global_avg_pool, spatial_point
 

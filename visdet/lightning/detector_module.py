@@ -12,8 +12,8 @@ from torch import nn
 from visdet.data.augment import DetectionAugment
 from visdet.lightning.training_module import TrainingModule
 from visdet.metrics import CocoMeanAP
-from visdet.models.detectors.pretrained import init_backbone, init_detector
 from visdet.models.lora import LoRAConfig, LoRALayer, inject_lora, save_adapters
+from visdet.models.weights.pretrained import init_backbone, init_detector
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class DetectorModule(TrainingModule):
         init_from: a path or URL (fetched once into the weights cache) whose weights
             initialise the whole detector: a visdet checkpoint, a torchvision
             ``fasterrcnn_resnet50_fpn``/``_v2`` state dict or an MMDetection Faster R-CNN
-            R50-FPN checkpoint (visdet.models.detectors.pretrained). With another number of
+            R50-FPN checkpoint (visdet.models.weights.pretrained). With another number of
             classes the class-specific layers are re-initialised (reported).
         init_strict: a partial ``init_from`` match (missing or unexpected keys) is an error;
             False loads what matches and reports the rest.

@@ -1,11 +1,12 @@
 """Discriminative learning rates: parameter groups by depth, each with its own LR.
 
-Layers are grouped by name prefix, shallowest first. The default order fits visdet's
-detectors (``backbone.conv1``/``bn1`` stem, ``backbone.layer1..4``, ``neck``, ``rpn``,
-``roi_heads``) and encoders (``backbone.*``); parameters matching no prefix join the last
-(deepest) group. LRs are spread geometrically from ``lr_low`` (first group) to ``lr_high``
-(last), fastai's ``slice(lo, hi)``, or set as ``lr_high * decay ** (groups after it)``.
-Norm weights and biases can be put in twin groups without weight decay.
+Layers are grouped by name prefix, shallowest first. The groups come from the model itself
+(``model.param_groups()``): a detector gives its backbone's groups (the backbone contract; for
+ResNet: stem, layer1..4) followed by its family's (Faster R-CNN: neck, rpn, heads); an encoder
+gives its backbone's. A trainable parameter that no group matches is an error naming it. LRs
+are spread geometrically from ``lr_low`` (first group) to ``lr_high`` (last), fastai's
+``slice(lo, hi)``, or set as ``lr_high * decay ** (groups after it)``. Norm weights and biases
+can be put in twin groups without weight decay.
 """
 
 from __future__ import annotations
@@ -14,16 +15,6 @@ from collections.abc import Sequence
 
 from torch import nn
 
-DEFAULT_GROUPS = (
-    ("stem", ("backbone.conv1.", "backbone.bn1.")),
-    ("layer1", ("backbone.layer1.",)),
-    ("layer2", ("backbone.layer2.",)),
-    ("layer3", ("backbone.layer3.",)),
-    ("layer4", ("backbone.layer4.",)),
-    ("neck", ("neck.",)),
-    ("rpn", ("rpn.",)),
-    ("heads", ("roi_heads.",)),
-)
 _NORMS = (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm, nn.BatchNorm1d)
 
 
@@ -52,12 +43,20 @@ def discriminative_groups(
 ) -> list[dict]:
     """Optimizer parameter groups (trainable parameters only), each with ``lr`` and
     ``name``; groups with no trainable parameters are left out but keep their place in
-    the LR spread."""
+    the LR spread. ``groups`` (``[(name, (prefix, ...)), ...]``) defaults to
+    ``model.param_groups()``."""
     if lr_low <= 0 or lr_high <= 0:
         raise ValueError(
             f"optim.param_groups: lr_low and lr_high must be > 0, got {lr_low}, {lr_high}"
         )
-    spec = [(str(name), tuple(prefixes)) for name, prefixes in (groups or DEFAULT_GROUPS)]
+    if groups is None:
+        if not hasattr(model, "param_groups"):
+            raise TypeError(
+                f"optim.param_groups: {type(model).__name__} has no param_groups(); "
+                "pass groups=[[name, [prefix, ...]], ...]"
+            )
+        groups = model.param_groups()
+    spec = [(str(name), tuple(prefixes)) for name, prefixes in groups]
     lrs = group_lrs(len(spec), lr_low, lr_high, mode, decay)
     no_decay = set()
     if no_weight_decay_norm_bias:
@@ -69,9 +68,12 @@ def discriminative_groups(
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        index = next(
-            (i for i, (_, prefixes) in enumerate(spec) if name.startswith(prefixes)), len(spec) - 1
-        )
+        index = next((i for i, (_, prefixes) in enumerate(spec) if name.startswith(prefixes)), None)
+        if index is None:
+            raise ValueError(
+                f"optim.param_groups: parameter {name!r} matches no layer group "
+                f"({', '.join(n for n, _ in spec)}); add its prefix to a group"
+            )
         buckets.setdefault((index, name in no_decay), []).append(param)
     out = []
     for (index, is_no_decay), params in sorted(buckets.items()):

@@ -18,7 +18,7 @@ import math
 import os
 import re
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -27,23 +27,27 @@ from torch import Tensor, nn
 
 @dataclass
 class LoRAConfig:
-    pattern: str
+    """``pattern`` / ``train_modules`` None: the model's defaults (``model.lora_targets()``:
+    the backbone's ``lora_pattern`` and its detector family's, see ``resolved``)."""
+
+    pattern: str | None = None
     rank: int = 8
     alpha: float = 16.0
     dropout: float = 0.0
-    train_modules: list[str] = field(default_factory=list)
+    train_modules: list[str] | None = None
 
     def __post_init__(self) -> None:
-        self.pattern = str(self.pattern)
-        self.train_modules = [str(p) for p in self.train_modules]
+        self.pattern = None if self.pattern is None else str(self.pattern)
+        if self.train_modules is not None:
+            self.train_modules = [str(p) for p in self.train_modules]
         if not isinstance(self.rank, int) or self.rank < 1:
             raise ValueError(f"lora.rank must be an integer >= 1, got {self.rank!r}")
         if self.alpha <= 0:
             raise ValueError(f"lora.alpha must be > 0, got {self.alpha}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"lora.dropout must be in [0, 1), got {self.dropout}")
-        for name, pat in [("pattern", self.pattern)] + [
-            ("train_modules", p) for p in self.train_modules
+        for name, pat in [("pattern", self.pattern or "")] + [
+            ("train_modules", p) for p in self.train_modules or []
         ]:
             try:
                 re.compile(pat)
@@ -51,6 +55,24 @@ class LoRAConfig:
                 raise ValueError(
                     f"lora.{name}: {pat!r} is not a regular expression ({e})"
                 ) from None
+
+    def resolved(self, model: nn.Module) -> LoRAConfig:
+        """This config with ``pattern`` / ``train_modules`` filled from the model's defaults."""
+        if self.pattern is not None and self.train_modules is not None:
+            return self
+        if not hasattr(model, "lora_targets"):
+            raise ValueError(
+                f"lora.pattern: {type(model).__name__} has no default LoRA targets; set "
+                "lora.pattern (a regular expression on module names)"
+            )
+        pattern, train_modules = model.lora_targets()
+        return LoRAConfig(
+            self.pattern if self.pattern is not None else pattern,
+            self.rank,
+            self.alpha,
+            self.dropout,
+            self.train_modules if self.train_modules is not None else list(train_modules),
+        )
 
 
 class LoRALayer(nn.Module):
@@ -136,6 +158,7 @@ def inject_lora(model: nn.Module, config: LoRAConfig) -> dict[str, int]:
     """Wrap the matching layers, freeze the rest (except ``train_modules``).
 
     Returns ``{"adapted_layers", "trainable", "total"}`` parameter counts."""
+    config = config.resolved(model)
     names = _matching_layers(model, config.pattern)
     if not names:
         raise ValueError(

@@ -1,4 +1,5 @@
-"""Pure tensor functions for detection: boxes, NMS, RoIAlign, anchors, box coding, matching.
+"""Pure tensor functions for detection: boxes, NMS, RoIAlign, anchors, box coding, matching,
+dense post-processing and resizing.
 
 Depends on torch only. Names, arguments and results mirror torchvision.ops.
 """
@@ -13,8 +14,10 @@ from visdet.ops.boxes import (
     generalized_box_iou,
     remove_small_boxes,
 )
+from visdet.ops.dense_postprocess import postprocess_detections
 from visdet.ops.matcher import Matcher
 from visdet.ops.nms import batched_nms, nms
+from visdet.ops.resize import resize_image, resized_size
 from visdet.ops.roi_align import roi_align
 from visdet.ops.sampler import BalancedPositiveNegativeSampler
 
@@ -32,6 +35,9 @@ __all__ = [
     "clip_boxes_to_image",
     "generalized_box_iou",
     "nms",
+    "postprocess_detections",
     "remove_small_boxes",
+    "resize_image",
+    "resized_size",
     "roi_align",
 ]

@@ -90,7 +90,9 @@ def best_checkpoint(trainer: L.Trainer) -> str | None:
 def save_config(cfg: DictConfig, output_dir: Path) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
     resolved = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-    write_text_atomic(output_dir / "config_resolved.yaml", OmegaConf.to_yaml(resolved, resolve=True))
+    write_text_atomic(
+        output_dir / "config_resolved.yaml", OmegaConf.to_yaml(resolved, resolve=True)
+    )
 
 
 @rank_zero_only

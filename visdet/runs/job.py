@@ -26,9 +26,9 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from visdet.io.atomic_write import write_text_atomic
 from visdet.config.validate import ConfigError
 from visdet.data.coco import DatasetError
+from visdet.io.atomic_write import write_text_atomic
 from visdet.lightning import NonFiniteLossError
 
 log = logging.getLogger(__name__)

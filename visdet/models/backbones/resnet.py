@@ -2,16 +2,18 @@
 
 Module names equal torchvision's ``resnet*`` (``conv1``, ``bn1``, ``layer1.0.conv1``, ...,
 ``fc``), so a torchvision ImageNet checkpoint loads with ``strict=True``. Bottleneck blocks
-stride in the 3x3 convolution (ResNet v1.5), as torchvision does.
+stride in the 3x3 convolution (ResNet v1.5), as torchvision does. Implements the backbone
+contract (visdet.models.backbones.base): stages ``c2``..``c5`` at strides 4..32.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 
+from visdet.models.backbones.base import Backbone, StageInfo
 from visdet.models.backbones.frozen_batch_norm import FrozenBatchNorm2d
 
 _NORMS = {"bn": nn.BatchNorm2d, "frozen_bn": FrozenBatchNorm2d}
@@ -72,7 +74,7 @@ ARCHITECTURES: dict[int, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, .
 STAGE_NAMES = ("c2", "c3", "c4", "c5")  # outputs of layer1..layer4, strides 4..32
 
 
-class ResNet(nn.Module):
+class ResNet(Backbone):
     """ResNet trunk returning the selected stages.
 
     Args:
@@ -85,6 +87,8 @@ class ResNet(nn.Module):
             also returns ``"logits"``; keep 1000 to load an ImageNet checkpoint strictly.
         zero_init_residual: zero the last BN weight of each block (torchvision option).
     """
+
+    lora_pattern = r"layer[34]\..*conv"  # the 3x3/1x1 convs of the last two stages
 
     def __init__(
         self,
@@ -119,8 +123,7 @@ class ResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         in_ch = 64
-        self.out_channels: dict[str, int] = {}
-        self.strides: dict[str, int] = {}
+        self.feature_info: OrderedDict[str, StageInfo] = OrderedDict()
         for i, (count, width) in enumerate(zip(counts, (64, 128, 256, 512), strict=True)):
             stride = 1 if i == 0 else 2
             downsample = None
@@ -133,8 +136,7 @@ class ResNet(nn.Module):
             in_ch = width * block.expansion
             blocks += [block(in_ch, width, 1, norm_layer, None) for _ in range(count - 1)]
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
-            self.out_channels[STAGE_NAMES[i]] = in_ch
-            self.strides[STAGE_NAMES[i]] = 4 * 2**i
+            self.feature_info[STAGE_NAMES[i]] = StageInfo(in_ch, 4 * 2**i)
         self.num_classes = num_classes
         if num_classes is not None:
             self.avgpool = nn.AdaptiveAvgPool2d(1)
@@ -185,6 +187,31 @@ class ResNet(nn.Module):
             self.dropped = (*self.dropped, f"layer{i + 1}")
         self.out_stages = tuple(s for s in self.out_stages if s <= stage) or (stage,)
 
+    @property
+    def name(self) -> str:
+        return f"resnet{self.depth}"
+
+    @property
+    def display_name(self) -> str:
+        return f"ResNet-{self.depth}"
+
+    def param_groups(self) -> list[tuple[str, tuple[str, ...]]]:
+        """Stem, then layer1..layer4 (then the classifier, when there is one)."""
+        groups = [("stem", ("conv1.", "bn1."))]
+        groups += [(f"layer{i}", (f"layer{i}.",)) for i in range(1, 5)]
+        return groups + ([("fc", ("fc.",))] if self.num_classes is not None else [])
+
+    def adapt_state_dict(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """A torchvision ResNet state dict (same names) without what this backbone lacks:
+        the ImageNet classifier ``fc.*`` (without ``num_classes``) and dropped layers."""
+        if "conv1.weight" not in state:
+            raise ValueError(
+                "expected a torchvision ResNet state dict (conv1.*, layer1.*, ...); "
+                f"first keys: {list(state)[:5]}"
+            )
+        skipped = (*(() if self.num_classes is not None else ("fc",)), *self.dropped)
+        return {k: v for k, v in state.items() if k.split(".")[0] not in skipped}
+
     def output_size(self, height: int, width: int, stage: str) -> tuple[int, int]:
         """Spatial size (h, w) of ``stage`` for an input of height x width.
 
@@ -214,3 +241,10 @@ class ResNet(nn.Module):
         if self.num_classes is not None:
             out["logits"] = self.fc(self.avgpool(x).flatten(1))
         return out
+
+
+# the variants ``visdet bench`` measures as ``backbone/<name>``
+BENCH_VARIANTS: dict[str, Callable[[], ResNet]] = {
+    "resnet18": lambda: ResNet(depth=18),
+    "resnet50": lambda: ResNet(depth=50),
+}

@@ -1,4 +1,15 @@
-from visdet.models.detectors.faster_rcnn import FasterRCNN, faster_rcnn_resnet_fpn
+from visdet.models.detectors.faster_rcnn import (
+    FASTER_RCNN,
+    FasterRCNN,
+    faster_rcnn,
+    faster_rcnn_resnet_fpn,
+)
 from visdet.models.detectors.transform import DetectionTransform
 
-__all__ = ["DetectionTransform", "FasterRCNN", "faster_rcnn_resnet_fpn"]
+__all__ = [
+    "FASTER_RCNN",
+    "DetectionTransform",
+    "FasterRCNN",
+    "faster_rcnn",
+    "faster_rcnn_resnet_fpn",
+]

@@ -1,23 +1,35 @@
-"""Faster R-CNN (Ren et al. 2015) with a ResNet-FPN backbone, assembled from plain modules."""
+"""Faster R-CNN (Ren et al. 2015): any backbone, a neck, the RPN and the RoI box head.
+
+``faster_rcnn(num_classes, backbone, neck, ...)`` composes a detector from any backbone that
+implements the contract (visdet.models.backbones.base) and a neck built for it; the named
+variants (torchvision v1/v2, MMDetection-compatible, the CPU-sized main job) are presets in
+``conf/model/`` and the family's knowledge (converters, LR groups, LoRA targets, benchmark
+components) is its record ``FASTER_RCNN`` at the end of this file.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 from torch import Tensor, nn
 
+from visdet.models.backbones.base import Backbone
 from visdet.models.backbones.resnet import ResNet
+from visdet.models.detectors.family import Converter, DetectorFamily
+from visdet.models.detectors.faster_rcnn_bench import BENCH_COMPONENTS
 from visdet.models.detectors.inputs import as_image_list, check_targets
 from visdet.models.detectors.transform import DetectionTransform
 from visdet.models.heads.multiscale_roi_align import MultiScaleRoIAlign
-from visdet.models.heads.roi_heads import (
-    ConvFCHead,
-    FastRCNNPredictor,
-    RoIHeads,
-    TwoMLPHead,
-)
+from visdet.models.heads.roi_heads import ConvFCHead, FastRCNNPredictor, RoIHeads, TwoMLPHead
 from visdet.models.heads.rpn import RPN, RPNHead
+from visdet.models.necks.build import neck_for
 from visdet.models.necks.fpn import FPN
+from visdet.models.weights.convert.mmdet_faster_rcnn import (
+    faster_rcnn_from_mmdet,
+    mmdet_settings_mismatch,
+)
+from visdet.models.weights.convert.torchvision_faster_rcnn import faster_rcnn_from_torchvision
 from visdet.ops import AnchorGenerator
 
 
@@ -32,8 +44,8 @@ class FasterRCNN(nn.Module):
     ``boxes`` [D, 4] in the input image's pixels, ``scores`` [D] and ``labels`` [D].
 
     Args:
-        backbone: returns a dict of feature maps (default: ResNet-50, stem and layer1 frozen,
-            FrozenBatchNorm2d).
+        backbone: a contract backbone returning a dict of stages (default: ResNet-50, stem
+            and layer1 frozen, FrozenBatchNorm2d).
         neck: maps backbone features to the pyramid the heads use (default: FPN, 256).
         rpn: the region proposal network (default: RPN()).
         roi_heads: the box head (default: RoIHeads(), 80 classes).
@@ -42,7 +54,7 @@ class FasterRCNN(nn.Module):
 
     def __init__(
         self,
-        backbone: nn.Module | None = None,
+        backbone: Backbone | None = None,
         neck: nn.Module | None = None,
         rpn: RPN | None = None,
         roi_heads: RoIHeads | None = None,
@@ -67,84 +79,77 @@ class FasterRCNN(nn.Module):
                 raise ValueError("targets are required in training mode (one dict per image)")
             check_targets(targets, len(images), self.num_classes)
         original_sizes = [(int(i.shape[-2]), int(i.shape[-1])) for i in images]
-        batch, sizes, targets = self.transform(images, targets if self.training else None)
-        padded = (int(batch.shape[-2]), int(batch.shape[-1]))
-        features = self.neck(self.backbone(batch))
+        batch, targets = self.transform(images, targets if self.training else None)
+        features = self.neck(self.backbone(batch.tensor))
         gt_boxes = [t["boxes"] for t in targets] if targets is not None else None
-        proposals, rpn_losses = self.rpn(list(features.values()), sizes, padded, gt_boxes)
-        detections, roi_losses = self.roi_heads(features, proposals, sizes, padded, targets)
+        proposals, rpn_losses = self.rpn(list(features.values()), batch, gt_boxes)
+        detections, roi_losses = self.roi_heads(features, proposals, batch, targets)
         if self.training:
             return {**rpn_losses, **roi_losses}
-        return self.transform.postprocess(detections, sizes, original_sizes)
+        return self.transform.postprocess(detections, batch.image_sizes, original_sizes)
+
+    def param_groups(self) -> list[tuple[str, tuple[str, ...]]]:
+        """Layer groups for discriminative LRs, shallowest first: the backbone's, then the
+        family's (neck, rpn, heads)."""
+        groups = [(n, tuple(f"backbone.{p}" for p in ps)) for n, ps in self.backbone.param_groups()]
+        return groups + list(FASTER_RCNN.head_groups)
+
+    def lora_targets(self) -> tuple[str, tuple[str, ...]]:
+        """(pattern of the layers LoRA adapts by default, modules trained fully)."""
+        pattern = rf"backbone\.(?:{self.backbone.lora_pattern})|{FASTER_RCNN.lora_pattern}"
+        return pattern, FASTER_RCNN.lora_train_modules
 
 
-def faster_rcnn_resnet_fpn(
+def faster_rcnn(
     num_classes: int,
-    depth: int = 50,
-    frozen_stages: int = 1,
-    norm: str = "frozen_bn",
-    fpn_channels: int = 256,
+    backbone: Backbone,
+    neck: Callable[..., nn.Module] = FPN,
     min_size: int | Sequence[int] | None = 800,
     max_size: int = 1333,
     anchor_sizes: Sequence[Sequence[float]] = ((32,), (64,), (128,), (256,), (512,)),
     aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
+    anchor_round: bool = True,
+    anchor_strides: Sequence[int] | None = None,
+    rpn_num_convs: int = 1,
     rpn_pre_nms_top_n_train: int = 2000,
     rpn_pre_nms_top_n_test: int = 1000,
     rpn_post_nms_top_n_train: int = 2000,
     rpn_post_nms_top_n_test: int = 1000,
     rpn_batch_size_per_image: int = 256,
+    box_head_convs: int = 0,
+    box_head_norm: str = "bn",
+    representation_size: int = 1024,
     box_batch_size_per_image: int = 512,
     box_score_thresh: float = 0.05,
     box_nms_thresh: float = 0.5,
     box_detections_per_img: int = 100,
-    representation_size: int = 1024,
-    fpn_norm: str = "none",
-    rpn_num_convs: int = 1,
-    box_head_convs: int = 0,
-    box_head_norm: str = "bn",
-    anchor_round: bool = True,
-    anchor_strides: Sequence[int] | None = None,
     roi_align_sampling_ratio: int = 2,
     roi_align_aligned: bool = False,
 ) -> FasterRCNN:
-    """Faster R-CNN with a ResNet-``depth`` + FPN backbone and torchvision's defaults.
+    """Faster R-CNN on ``backbone`` with ``neck`` built for it (a partial or class taking
+    ``in_channels``, see visdet.models.necks.neck_for); defaults are torchvision's.
 
-    ``num_classes`` counts object classes only (background excluded). ``frozen_stages=1``
-    freezes the stem and layer1 (torchvision's ``trainable_layers=3``).
-
-    Variants (defaults: torchvision's ``fasterrcnn_resnet50_fpn``, v1):
-
-    - torchvision ``fasterrcnn_resnet50_fpn_v2``: ``norm="bn"``, ``fpn_norm="bn"``,
-      ``rpn_num_convs=2``, ``box_head_convs=4`` (box head: 4 x conv3x3 + BatchNorm + ReLU,
-      then one FC of ``representation_size``; ``box_head_norm="none"`` gives convs with bias).
-    - MMDetection's Faster R-CNN R50-FPN inference: ``anchor_round=False``,
-      ``anchor_strides=(4, 8, 16, 32, 64)``, ``roi_align_sampling_ratio=0``,
-      ``roi_align_aligned=True``.
+    ``num_classes`` counts object classes only (background excluded). Box head:
+    ``box_head_convs=0`` is torchvision v1's two FCs of ``representation_size``; ``k > 0``
+    is v2's k x (conv3x3 + ``box_head_norm`` + ReLU) then one FC. MMDetection's inference
+    conventions: ``anchor_round=False``, ``anchor_strides=(4, 8, 16, 32, 64)``,
+    ``roi_align_sampling_ratio=0``, ``roi_align_aligned=True``.
     """
-    backbone = ResNet(depth=depth, frozen_stages=frozen_stages, norm=norm)
-    neck = FPN(
-        [backbone.out_channels[s] for s in ("c2", "c3", "c4", "c5")],
-        fpn_channels,
-        extra_blocks="maxpool",
-        norm=fpn_norm,
-    )
+    neck_module = neck_for(backbone, neck)
+    channels = neck_module.out_channels
     anchors = AnchorGenerator(
         anchor_sizes, aspect_ratios, round_anchors=anchor_round, strides=anchor_strides
     )
     if box_head_convs < 0:
         raise ValueError(f"box_head_convs must be >= 0, got {box_head_convs}")
     if box_head_convs == 0:
-        box_head: nn.Module = TwoMLPHead(fpn_channels * 7 * 7, representation_size)
+        box_head: nn.Module = TwoMLPHead(channels * 7 * 7, representation_size)
     else:
         box_head = ConvFCHead(
-            fpn_channels,
-            7,
-            (fpn_channels,) * box_head_convs,
-            (representation_size,),
-            norm=box_head_norm,
+            channels, 7, (channels,) * box_head_convs, (representation_size,), norm=box_head_norm
         )
     rpn = RPN(
-        RPNHead(fpn_channels, anchors.num_anchors_per_location()[0], num_convs=rpn_num_convs),
+        RPNHead(channels, anchors.num_anchors_per_location()[0], num_convs=rpn_num_convs),
         anchors,
         batch_size_per_image=rpn_batch_size_per_image,
         pre_nms_top_n_train=rpn_pre_nms_top_n_train,
@@ -154,7 +159,7 @@ def faster_rcnn_resnet_fpn(
     )
     roi_heads = RoIHeads(
         MultiScaleRoIAlign(
-            ("p2", "p3", "p4", "p5"), 7, roi_align_sampling_ratio, aligned=roi_align_aligned
+            neck_module.pyramid_features, 7, roi_align_sampling_ratio, aligned=roi_align_aligned
         ),
         box_head,
         FastRCNNPredictor(representation_size, num_classes),
@@ -163,4 +168,56 @@ def faster_rcnn_resnet_fpn(
         nms_thresh=box_nms_thresh,
         detections_per_img=box_detections_per_img,
     )
-    return FasterRCNN(backbone, neck, rpn, roi_heads, DetectionTransform(min_size, max_size))
+    transform = DetectionTransform(min_size, max_size, size_divisible=backbone.size_divisibility)
+    return FasterRCNN(backbone, neck_module, rpn, roi_heads, transform)
+
+
+def faster_rcnn_resnet_fpn(
+    num_classes: int,
+    depth: int = 50,
+    frozen_stages: int = 1,
+    norm: str = "frozen_bn",
+    fpn_channels: int = 256,
+    fpn_norm: str = "none",
+    **settings,
+) -> FasterRCNN:
+    """Plain-PyTorch shortcut: Faster R-CNN on ResNet-``depth`` + FPN (torchvision's
+    ``fasterrcnn_resnet50_fpn`` by default); ``settings`` are ``faster_rcnn``'s."""
+    backbone = ResNet(depth=depth, frozen_stages=frozen_stages, norm=norm)
+    neck = partial(FPN, out_channels=fpn_channels, extra_blocks="maxpool", norm=fpn_norm)
+    return faster_rcnn(num_classes, backbone, neck, **settings)
+
+
+FASTER_RCNN = DetectorFamily(
+    name="faster_rcnn",
+    detector=FasterRCNN,
+    presets=(
+        "faster_rcnn",
+        "faster_rcnn_r18_fpn",
+        "faster_rcnn_r50_fpn",
+        "faster_rcnn_r50_fpn_v2",
+        "faster_rcnn_r50_fpn_mmdet",
+    ),
+    head_groups=(("neck", ("neck.",)), ("rpn", ("rpn.",)), ("heads", ("roi_heads.",))),
+    lora_pattern=r"neck\.|rpn\.head\.conv|roi_heads\.box_head",
+    lora_train_modules=(r"roi_heads\.box_predictor",),
+    class_specific=("roi_heads.box_predictor.cls_score.", "roi_heads.box_predictor.bbox_pred."),
+    converters=(
+        Converter(
+            "torchvision",
+            "torchvision",
+            "a torchvision fasterrcnn_resnet50_fpn(_v2) state dict (backbone.body.*)",
+            lambda state: any(k.startswith("backbone.body.") for k in state),
+            faster_rcnn_from_torchvision,
+        ),
+        Converter(
+            "mmdet",
+            "MMDetection",
+            "an MMDetection Faster R-CNN R50-FPN checkpoint (rpn_head.*, roi_head.*)",
+            lambda state: any(k.startswith(("roi_head.", "rpn_head.")) for k in state),
+            faster_rcnn_from_mmdet,
+            mmdet_settings_mismatch,
+        ),
+    ),
+    bench_components=BENCH_COMPONENTS,
+)

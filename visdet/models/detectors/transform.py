@@ -7,8 +7,10 @@ import random
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from visdet.models.image_batch import ImageBatch
+from visdet.ops.resize import resize_image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -17,8 +19,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class DetectionTransform(nn.Module):
     """Images [3, H, W] in [0, 1] -> one normalised, padded batch [B, 3, Hp, Wp].
 
-    Each image is resized (bilinear) by ``min(min_size / short side, max_size / long side)``
-    (``min_size=None``: no resizing, when the data pipeline already sized the images);
+    Each image is resized by ``visdet.ops.resize_image`` (torchvision's rule: bilinear, scale
+    ``min(min_size / short side, max_size / long side)``, no antialiasing unless
+    ``antialias``; ``min_size=None``: no resizing, when the data pipeline already sized the
+    images);
     in training ``min_size`` may list several sizes, one chosen at random per image (the last
     is used in eval). The batch is zero-padded at the bottom/right to a multiple of
     ``size_divisible``. Target boxes are scaled with their image; ``postprocess`` maps
@@ -32,6 +36,7 @@ class DetectionTransform(nn.Module):
         image_mean: Sequence[float] = IMAGENET_MEAN,
         image_std: Sequence[float] = IMAGENET_STD,
         size_divisible: int = 32,
+        antialias: bool = False,
     ) -> None:
         super().__init__()
         self.resize_images = min_size is not None
@@ -45,6 +50,7 @@ class DetectionTransform(nn.Module):
             )
         self.max_size = max_size
         self.size_divisible = size_divisible
+        self.antialias = antialias
         self.image_mean = tuple(float(v) for v in image_mean)
         self.image_std = tuple(float(v) for v in image_std)
 
@@ -54,23 +60,12 @@ class DetectionTransform(nn.Module):
     def resize(self, image: Tensor) -> Tensor:
         if not self.resize_images:
             return image
-        h, w = image.shape[-2:]
-        # the scale is computed in float32, as torchvision does, so output sizes match
-        short = torch.tensor(min(h, w), dtype=torch.float32)
-        long = torch.tensor(max(h, w), dtype=torch.float32)
-        scale = torch.minimum(self._target_min_size() / short, self.max_size / long).item()
-        return F.interpolate(
-            image[None],
-            scale_factor=scale,
-            mode="bilinear",
-            recompute_scale_factor=True,
-            align_corners=False,
-        )[0]
+        return resize_image(image, self._target_min_size(), self.max_size, self.antialias)
 
     def forward(
         self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
-    ) -> tuple[Tensor, list[tuple[int, int]], list[dict[str, Tensor]] | None]:
-        """Returns (batch [B, 3, Hp, Wp], per-image resized (h, w), scaled targets)."""
+    ) -> tuple[ImageBatch, list[dict[str, Tensor]] | None]:
+        """Returns the padded batch (with each image's resized (h, w)) and scaled targets."""
         resized, sizes, out_targets = [], [], [] if targets is not None else None
         for i, img in enumerate(images):
             mean = torch.as_tensor(self.image_mean, dtype=img.dtype, device=img.device)
@@ -90,7 +85,7 @@ class DetectionTransform(nn.Module):
         batch = resized[0].new_zeros(len(resized), 3, ph, pw)
         for b, img in enumerate(resized):
             batch[b, :, : img.shape[1], : img.shape[2]] = img
-        return batch, sizes, out_targets
+        return ImageBatch(batch, sizes), out_targets
 
     @staticmethod
     def postprocess(

@@ -13,31 +13,31 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from visdet.models.backbones.base import Backbone
 from visdet.models.backbones.resnet import ResNet
-from visdet.models.detectors.pretrained import init_backbone
+from visdet.models.weights.pretrained import init_backbone
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# Where a backbone's weights live in the checkpoints visdet writes.
 
 
 class GeneralEncoder(nn.Module):
     """images [B, 3, H, W] in [0, 1] -> features [B, C, h, w] of ``stage``.
 
     Args:
-        backbone: a visdet backbone (``out_channels``/``strides`` dicts, ``output_size``,
-            forward returning a dict of stages); None builds ``ResNet(depth)``.
+        backbone: any backbone implementing the contract (visdet.models.backbones.base);
+            None builds ``ResNet(depth, norm=norm)``.
         stage: which backbone output is the feature map (``"c2"``..``"c5"`` for ResNet).
         input_shape: (C, H, W) the encoder is declared for (default 3x224x224).
         depth, norm: used only when ``backbone`` is None.
         init_from: a path or URL whose backbone weights to load (a DetectorModule or
             EncoderModule ``.ckpt``, a state dict with ``backbone.*`` keys, or a torchvision
-            ResNet ImageNet state dict); see visdet.models.detectors.pretrained.init_backbone.
+            ResNet ImageNet state dict); see visdet.models.weights.pretrained.init_backbone.
     """
 
     def __init__(
         self,
-        backbone: nn.Module | None = None,
+        backbone: Backbone | None = None,
         stage: str = "c5",
         input_shape: Sequence[int] = (3, 224, 224),
         depth: int = 18,
@@ -49,15 +49,17 @@ class GeneralEncoder(nn.Module):
         super().__init__()
         if backbone is None:
             backbone = ResNet(depth=depth, out_stages=(stage,), norm=norm)
-        for attr in ("out_channels", "output_size"):
-            if not hasattr(backbone, attr):
-                raise TypeError(f"backbone {type(backbone).__name__} has no '{attr}'")
+        if not isinstance(backbone, Backbone):
+            raise TypeError(
+                f"backbone {type(backbone).__name__} does not implement the backbone contract "
+                "(visdet.models.backbones.Backbone)"
+            )
         if stage not in backbone.out_channels:
             raise ValueError(
                 f"stage must be one of the backbone's stages {list(backbone.out_channels)}, "
                 f"got {stage!r}"
             )
-        if stage not in getattr(backbone, "out_stages", (stage,)):
+        if stage not in backbone.out_stages:
             raise ValueError(f"the backbone does not return stage {stage!r}; add it to out_stages")
         input_shape = tuple(int(s) for s in input_shape)
         if len(input_shape) != 3 or input_shape[0] != 3 or min(input_shape) < 1:
@@ -66,8 +68,7 @@ class GeneralEncoder(nn.Module):
             )
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             raise ValueError(f"mean and std need 3 values with std > 0, got {mean}, {std}")
-        if hasattr(backbone, "truncate"):
-            backbone.truncate(stage)  # later stages would only add unused weights
+        backbone.truncate(stage)  # later stages would only add unused weights
         self.backbone = backbone
         self.stage = stage
         self.input_shape = input_shape
@@ -75,6 +76,10 @@ class GeneralEncoder(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
         if init_from:
             init_backbone(self.backbone, init_from, key="encoder.init_from")
+
+    def param_groups(self) -> list[tuple[str, tuple[str, ...]]]:
+        """The backbone's layer groups (discriminative LRs), under ``backbone.``."""
+        return [(n, tuple(f"backbone.{p}" for p in ps)) for n, ps in self.backbone.param_groups()]
 
     @property
     def out_channels(self) -> int:

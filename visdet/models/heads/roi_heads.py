@@ -7,14 +7,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from visdet.models.heads.multiscale_roi_align import MultiScaleRoIAlign
+from visdet.models.image_batch import ImageBatch
 from visdet.ops import (
     BalancedPositiveNegativeSampler,
     BoxCoder,
     Matcher,
-    batched_nms,
     box_iou,
-    clip_boxes_to_image,
-    remove_small_boxes,
+    postprocess_detections,
 )
 
 
@@ -212,36 +211,40 @@ class RoIHeads(nn.Module):
         boxes = self.box_coder.decode(deltas, torch.cat(proposals)).view(sum(counts), -1, 4)
         scores = F.softmax(logits, -1)
         results = []
-        for bx, sc, (h, w) in zip(
+        for bx, sc, size in zip(
             boxes.split(counts), scores.split(counts), image_sizes, strict=True
         ):
-            bx = clip_boxes_to_image(bx, (h, w))[:, 1:].reshape(-1, 4)
+            # one candidate per (RoI, object class); the background column is dropped
             labels = torch.arange(1, sc.shape[1], device=sc.device).repeat(sc.shape[0])
-            sc = sc[:, 1:].reshape(-1)
-            keep = torch.nonzero(sc > self.score_thresh).squeeze(1)
-            bx, sc, labels = bx[keep], sc[keep], labels[keep]
-            keep = remove_small_boxes(bx, self.min_size)
-            bx, sc, labels = bx[keep], sc[keep], labels[keep]
-            keep = batched_nms(bx, sc, labels, self.nms_thresh)[: self.detections_per_img]
-            results.append({"boxes": bx[keep], "scores": sc[keep], "labels": labels[keep]})
+            results.append(
+                postprocess_detections(
+                    bx[:, 1:].reshape(-1, 4),
+                    sc[:, 1:].reshape(-1),
+                    labels,
+                    size,
+                    self.score_thresh,
+                    self.nms_thresh,
+                    self.detections_per_img,
+                    self.min_size,
+                )
+            )
         return results
 
     def forward(
         self,
         features: dict[str, Tensor],
         proposals: list[Tensor],
-        image_sizes: list[tuple[int, int]],
-        padded_size: tuple[int, int],
+        images: ImageBatch,
         targets: list[dict[str, Tensor]] | None = None,
     ) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
-        """Training: (empty list, losses). Eval: (per-image detections in padded-image
-        pixels, empty dict)."""
+        """Training: (empty list, losses). Eval: (per-image detections in the pixels of the
+        resized images inside ``images``, empty dict)."""
         if self.training:
             if targets is None:
                 raise ValueError("RoIHeads needs targets in training mode")
             proposals, labels, reg_targets = self.sample_proposals(proposals, targets)
-        pooled = self.box_roi_pool(features, proposals, padded_size)
+        pooled = self.box_roi_pool(features, proposals, images.padded_size)
         logits, deltas = self.box_predictor(self.box_head(pooled))
         if self.training:
             return [], self.losses(logits, deltas, torch.cat(labels), torch.cat(reg_targets))
-        return self.postprocess(logits, deltas, proposals, image_sizes), {}
+        return self.postprocess(logits, deltas, proposals, images.image_sizes), {}

@@ -8,15 +8,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from visdet.models.image_batch import ImageBatch
 from visdet.ops import (
     AnchorGenerator,
     BalancedPositiveNegativeSampler,
     BoxCoder,
     Matcher,
-    batched_nms,
     box_iou,
-    clip_boxes_to_image,
-    remove_small_boxes,
+    postprocess_detections,
 )
 
 
@@ -172,32 +171,35 @@ class RPN(nn.Module):
             start += n
         top_idx = torch.cat(top_idx, dim=1)
         out = []
-        for b, (h, w) in enumerate(image_sizes):
+        for b, size in enumerate(image_sizes):
             idx = top_idx[b]
-            bx = clip_boxes_to_image(boxes[b, idx], (h, w))
-            scores = torch.sigmoid(logits[b, idx])
-            lv = levels[idx]
-            keep = remove_small_boxes(bx, self.min_size)
-            keep = keep[scores[keep] >= self.score_thresh]
-            bx, scores, lv = bx[keep], scores[keep], lv[keep]
-            keep = batched_nms(bx, scores, lv, self.nms_thresh)[:post_n]
-            out.append(bx[keep])
+            kept = postprocess_detections(
+                boxes[b, idx],
+                torch.sigmoid(logits[b, idx]),
+                levels[idx],
+                size,
+                self.score_thresh,
+                self.nms_thresh,
+                post_n,
+                self.min_size,
+                keep_equal_to_thresh=True,
+            )
+            out.append(kept["boxes"])
         return out
 
     def forward(
         self,
         features: Sequence[Tensor],
-        image_sizes: list[tuple[int, int]],
-        padded_size: tuple[int, int],
+        images: ImageBatch,
         gt_boxes: list[Tensor] | None = None,
     ) -> tuple[list[Tensor], dict[str, Tensor]]:
-        """features: per level [B, C, H, W] of a padded batch of ``padded_size``;
-        image_sizes: the (h, w) of each image inside the padding; gt_boxes: per image [G, 4]
-        (required in training). Returns per-image proposals [P, 4] (detached) and losses."""
+        """features: per level [B, C, H, W] of the padded batch ``images``; gt_boxes: per
+        image [G, 4] (required in training). Returns per-image proposals [P, 4] (detached)
+        and losses."""
         logits, deltas = self.head(features)
         feature_sizes = [tuple(f.shape[-2:]) for f in features]
         anchors_per_level = self.anchor_generator(
-            padded_size, feature_sizes, dtype=features[0].dtype, device=features[0].device
+            images.padded_size, feature_sizes, dtype=features[0].dtype, device=features[0].device
         )
         anchors = torch.cat(anchors_per_level)
         logits, deltas = flatten_predictions(logits, deltas)
@@ -206,7 +208,7 @@ class RPN(nn.Module):
             b, -1, 4
         )
         proposals = self.select_proposals(
-            boxes, logits.detach(), [a.shape[0] for a in anchors_per_level], image_sizes
+            boxes, logits.detach(), [a.shape[0] for a in anchors_per_level], images.image_sizes
         )
         losses: dict[str, Tensor] = {}
         if self.training:

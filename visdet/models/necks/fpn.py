@@ -85,6 +85,8 @@ class FPN(nn.Module):
             self.p7 = nn.Conv2d(out_channels, out_channels, 3, 2, 1)
             self.out_features.append(f"p{levels[-1] + 2}")
         self.out_channels = out_channels
+        # the levels computed from input stages (the RoI heads pool from these)
+        self.pyramid_features = tuple(self.out_features[: len(in_features)])
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_uniform_(m.weight, a=1)

@@ -1,0 +1,27 @@
+"""The detector families and backbones visdet knows: one line each.
+
+A family's record (``DetectorFamily``) lives in its own file; listing it here is what makes
+weight loading, parameter groups, LoRA defaults, the benchmark and the contract tests see it.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from visdet.models.backbones import resnet
+from visdet.models.detectors.family import DetectorFamily
+from visdet.models.detectors.faster_rcnn import FASTER_RCNN
+
+DETECTOR_FAMILIES: tuple[DetectorFamily, ...] = (FASTER_RCNN,)
+
+# "name" -> a backbone built with its defaults, measured by ``visdet bench`` (backbone/<name>)
+BENCH_BACKBONES = {**resnet.BENCH_VARIANTS}
+
+
+def family_of(detector: nn.Module) -> DetectorFamily:
+    """The registered family whose class ``detector`` is an instance of."""
+    for family in DETECTOR_FAMILIES:
+        if isinstance(detector, family.detector):
+            return family
+    names = ", ".join(f.detector.__name__ for f in DETECTOR_FAMILIES)
+    raise TypeError(f"{type(detector).__name__} is not a registered detector family ({names})")
