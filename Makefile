@@ -27,8 +27,8 @@ test-full: $(STAMP)
 	$(PY) -m pytest -q -m ""
 
 lint: $(STAMP)
-	$(PY) -m ruff check visdet tests experiments train.py
-	$(PY) -m ruff format --check visdet tests experiments train.py
+	$(PY) -m ruff check visdet tests experiments examples train.py setup.py
+	$(PY) -m ruff format --check visdet tests experiments examples train.py setup.py
 
 # The core benchmark: nms, roi_align, Faster R-CNN R50-FPN against torchvision (overrides: ARGS=...).
 bench: $(STAMP)
@@ -36,7 +36,7 @@ bench: $(STAMP)
 
 # The main job: Faster R-CNN R18-FPN on the built-in shapes dataset (extra overrides: ARGS=...).
 train: $(STAMP)
-	$(PY) train.py $(ARGS)
+	$(VENV)/bin/visdet train $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
