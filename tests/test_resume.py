@@ -19,6 +19,7 @@ def train_py(tmp_path, *extra):
     return run_train_py(args, cwd=tmp_path, pythonpath=Path(__file__).parent)
 
 
+@pytest.mark.slow  # a subprocess run of several seconds: make test-full
 def test_killed_run_resumes_from_last_checkpoint(tmp_path):
     killed = train_py(
         tmp_path, "+callbacks.kill._target_=faults.KillAtEpoch", "+callbacks.kill.epoch=2"

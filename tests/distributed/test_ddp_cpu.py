@@ -95,6 +95,7 @@ def test_validation_sees_every_image_exactly_once(ddp_run):
     assert metrics["val/num_images"] == NUM_VAL  # what the COCO evaluation counted
 
 
+@pytest.mark.slow  # a subprocess run of several seconds: make test-full
 def test_a_dying_process_ends_the_run_with_an_error(tmp_path):
     proc = run_ddp(tmp_path, "+callbacks.probe.fail_rank=1", "+callbacks.probe.fail_step=1")
     assert proc.returncode != 0

@@ -3,9 +3,11 @@ one run directory named after the rendezvous id, and rank 1 writes nothing there
 
 import json
 
+import pytest
 from tiny_runs import run_train_py, tiny_overrides
 
 
+@pytest.mark.slow  # a subprocess run of several seconds: make test-full
 def test_torchrun_processes_share_one_run_directory(tmp_path):
     overrides = tiny_overrides(
         tmp_path,

@@ -99,6 +99,7 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert rows[0]["val/mAP"] == "nan" and "data.batch_size must be >= 1" in rows[0]["error"]
 
 
+@pytest.mark.slow  # a subprocess run of several seconds: make test-full
 def test_a_sweep_in_which_every_job_fails_exits_non_zero(tmp_path):
     out, sweep_dir = sweep(tmp_path, "data.batch_size=0,-1")
     assert out.returncode == 1
@@ -108,6 +109,7 @@ def test_a_sweep_in_which_every_job_fails_exits_non_zero(tmp_path):
     assert "got -1" in rows[1]["error"]
 
 
+@pytest.mark.slow  # a subprocess run of several seconds: make test-full
 def test_optuna_search_goes_on_after_failed_trials(tmp_path):
     # every trial fails at instantiation (cheap); each must be told to Optuna as failed and the
     # next one sampled; with no completed trial the plugin ends with Optuna's error
@@ -140,6 +142,7 @@ def test_a_single_run_still_stops_with_one_line_and_writes_no_sweep_files(tmp_pa
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".hydra", "train.log"]
 
 
+@pytest.mark.slow  # a subprocess run of several seconds: make test-full
 def test_the_encoder_entry_point_records_failing_jobs_the_same_way(tmp_path):
     """``visdet train-encoder`` shares train.py's task function: a single run with
     a config error exits with one line; in a multirun each failed job is recorded."""
