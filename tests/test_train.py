@@ -5,9 +5,13 @@ import json
 
 import pytest
 import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from tiny_runs import tiny_cfg
 
 from visdet.lightning import DetectorModule, NonFiniteLossError
+from visdet.models.weights.checkpoint_state import read_state_dict
+from visdet.models.weights.safetensors_file import read_metadata
 from visdet.runs.train_detector import train
 
 
@@ -31,16 +35,29 @@ def test_tiny_run_trains_and_writes_metrics(tmp_path, capsys):
     assert sum(losses[-2:]) < sum(losses[:2])
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert "final: val/mAP=" in capsys.readouterr().out
+    # the best detector's weights as safetensors, with config and classes: they rebuild it
+    weights = run / "checkpoints" / "model.safetensors"
+    assert written["weights"] == str(weights)
+    meta = read_metadata(weights)
+    assert meta["classes"] == ["rectangle", "circle", "triangle", "cross"]
+    assert meta["source_checkpoint"] == written["best_checkpoint"]
+    detector = instantiate(OmegaConf.create(meta["config"]).model.detector)
+    detector.load_state_dict(read_state_dict(str(weights)), strict=True)
+    best = torch.load(written["best_checkpoint"], weights_only=True)["state_dict"]
+    torch.testing.assert_close(
+        detector.roi_heads.box_predictor.cls_score.weight,
+        best["detector.roi_heads.box_predictor.cls_score.weight"],
+    )
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_resume_continues_epochs_and_optimizer_state(tmp_path):
     train(tiny_cfg(tmp_path, "trainer.max_epochs=1", "test=false"))
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    first = torch.load(last, weights_only=False)
+    first = torch.load(last, weights_only=True)  # visdet checkpoints hold no pickled code
     assert first["epoch"] == 0 and first["global_step"] == 2
     metrics = train(tiny_cfg(tmp_path, "trainer.max_epochs=2", "test=false", f"ckpt_path={last}"))
-    second = torch.load(last, weights_only=False)
+    second = torch.load(last, weights_only=True)
     assert metrics["epochs"] == 2 and second["global_step"] == 4
     state = second["optimizer_states"][0]["state"]
     assert state and all("momentum_buffer" in s for s in state.values())
@@ -117,3 +134,24 @@ def test_progressive_resizing_through_train(tmp_path):
     col = lines[0].split(",").index("train/image_size")
     sizes = [float(r.split(",")[col]) for r in lines[1:] if r.split(",")[col]]
     assert sizes == [32.0, 32.0, 32.0, 32.0, 64.0, 64.0]  # 2 steps per epoch: 32, 32, 64
+
+
+def test_resuming_from_a_malicious_checkpoint_stops_before_it_runs(tmp_path):
+    import os
+
+    from tiny_runs import run_train_py, tiny_overrides
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'marker'}",))
+
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "epoch": 0, "x": Payload()}, evil)
+    out = run_train_py(
+        [*tiny_overrides(tmp_path), f"ckpt_path={evil}", f"hydra.run.dir={tmp_path / 'run'}"]
+    )
+    assert out.returncode == 1
+    lines = [line for line in out.stderr.splitlines() if "ckpt_path" in line]
+    assert lines[-1].startswith(f"training stopped: ckpt_path: {evil} needs arbitrary unpickling")
+    assert "trust_pickled_checkpoint=true" in lines[-1] and "Traceback" not in out.stderr
+    assert not (tmp_path / "marker").exists()

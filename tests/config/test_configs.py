@@ -114,3 +114,17 @@ def test_train_py_stops_with_one_line_naming_the_key(tmp_path):
     assert out.returncode != 0
     assert "config error: optim.lrr: unknown key" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_family_backbone_and_neck_compose_n_plus_m_plus_k():
+    from hydra.utils import instantiate
+
+    cfg = compose_cfg(["model=faster_rcnn", "backbone=resnet50", "neck=fpn", "data.num_classes=3"])
+    validate_config(cfg)
+    detector = instantiate(cfg.model.detector)
+    assert detector.backbone.depth == 50 and detector.neck.out_channels == 256
+    assert detector.roi_heads.box_predictor.cls_score.out_features == 4
+    # the main job's preset on another backbone keeps its own neck and head settings
+    cfg = compose_cfg(["backbone=resnet34"])
+    assert (cfg.backbone.depth, cfg.neck.out_channels) == (34, 128)
+    assert cfg.model.detector.representation_size == 512

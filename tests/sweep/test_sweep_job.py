@@ -112,3 +112,17 @@ def test_hparams_search_configs_compose_and_every_searched_key_exists(search):
             chosen = OmegaConf.select(trial, key)
             if not OmegaConf.is_config(chosen):  # a value (a group such as aug is a node)
                 assert float(chosen) == float(value)
+
+
+def test_a_weights_file_error_while_building_is_not_a_config_error():
+    from visdet.models.weights.checkpoint_state import UnsafeWeightsError
+
+    try:
+        raise InstantiationException("Error in call to target 'X'") from UnsafeWeightsError(
+            "model.init_from: evil.ckpt needs arbitrary unpickling"
+        )
+    except InstantiationException as e:
+        wrapped = e
+    assert error_message(wrapped) == (
+        "training stopped: model.init_from: evil.ckpt needs arbitrary unpickling"
+    )

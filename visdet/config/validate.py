@@ -32,6 +32,7 @@ TOP_LEVEL = {
     "task_name",
     "optimized_metric",
     "ckpt_path",
+    "trust_pickled_checkpoint",
     "test",
     "tags",
     "experiment",

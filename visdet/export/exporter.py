@@ -26,6 +26,7 @@ from visdet.export.spec import BatchMode, ModelSpec, PostEncoderStep, TensorSlot
 from visdet.io.text_table import format_columns
 from visdet.models.encoders import GeneralEncoder
 from visdet.models.post_encoder import PostEncoderPipeline, build_post_encoder
+from visdet.models.weights.safetensors_file import save_weights
 
 log = logging.getLogger(__name__)
 
@@ -241,8 +242,12 @@ def export_encoder(
     atol: float = 1e-4,
     rtol: float = 1e-4,
     seed: int = 0,
+    safetensors: bool = False,
 ) -> list[BackendResult]:
     """Export, verify, then move ``<name>.pt``/``<name>.pt2`` and their spec JSONs into place.
+
+    ``safetensors``: also write the encoder's weights as ``<name>.safetensors`` (its
+    state dict; the stage and input shape in the metadata), atomically, after the exports.
 
     ``post_encoder``: keys or {module, interpolation}; baked into the exported graph when
     ``bake_post_encoder``, otherwise written to the spec's ``post_encoder`` list.
@@ -317,6 +322,9 @@ def export_encoder(
                 setattr(r, attr, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    if safetensors:
+        meta = {"stage": encoder.stage, "input_shape": list(encoder.input_shape)}
+        save_weights(encoder.state_dict(), output_dir / f"{name}.safetensors", meta)
     return results
 
 

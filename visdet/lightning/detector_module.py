@@ -43,6 +43,9 @@ class DetectorModule(TrainingModule):
             False loads what matches and reports the rest.
         backbone: ``{"weights": PATH_OR_URL}``: a torchvision ResNet ImageNet checkpoint
             loaded strictly into the backbone before ``init_from``.
+        trust_pickled_weights: read a local ``init_from`` / ``backbone.weights`` file that
+            needs full unpickling (your own old trusted file; logs a warning; never for
+            URLs). Otherwise weights are read with ``weights_only=True`` or safetensors.
         lora: LoRA settings (``pattern``, ``rank``, ``alpha``, ``dropout``,
             ``train_modules``): adapters are injected after ``init_from``; validation runs
             with merged adapters; ``lora_adapters.pt`` (adapters only) is written at the end
@@ -60,6 +63,7 @@ class DetectorModule(TrainingModule):
         lora: dict | None = None,
         init_strict: bool = True,
         backbone: dict | None = None,
+        trust_pickled_weights: bool = False,
     ) -> None:
         super().__init__()
         self.param_groups_factory = param_groups
@@ -70,9 +74,13 @@ class DetectorModule(TrainingModule):
                 "allowed: ['weights']"
             )
         if backbone.get("weights"):
-            init_backbone(detector.backbone, backbone["weights"])
+            init_backbone(
+                detector.backbone, backbone["weights"], allow_pickle=trust_pickled_weights
+            )
         if init_from:
-            init_detector(detector, init_from, strict=init_strict)
+            init_detector(
+                detector, init_from, strict=init_strict, allow_pickle=trust_pickled_weights
+            )
         self.lora_counts: dict[str, int] | None = None
         if lora:
             self.lora_counts = inject_lora(detector, LoRAConfig(**dict(lora)))

@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from visdet.models.weights.checkpoint_state import load_weights_file
+
 
 @dataclass
 class LoRAConfig:
@@ -225,8 +227,11 @@ def save_adapters(model: nn.Module, path: str | os.PathLike) -> Path:
 
 
 def load_adapters(model: nn.Module, path: str | os.PathLike) -> LoRAConfig:
-    """Inject adapters as saved in ``path`` (unless already injected) and load their weights."""
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    """Inject adapters as saved in ``path`` (unless already injected) and load their weights.
+
+    The file is read with ``weights_only=True`` (save_adapters writes tensors, numbers,
+    strings and containers only): an adapter file that needs more is refused."""
+    payload = load_weights_file(path, "lora adapters")
     if not isinstance(payload, dict) or payload.get("format") != "visdet-lora-v1":
         raise ValueError(f"{path} is not a visdet LoRA adapter file")
     config = LoRAConfig(**payload["config"])

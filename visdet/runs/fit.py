@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from visdet.config.launch import keep_file_logs_on_rank_zero
 from visdet.config.validate import TOP_LEVEL, TRAIN_GROUPS, validate_config
 from visdet.io.atomic_write import write_text_atomic
+from visdet.models.weights.checkpoint_state import load_weights_file
 from visdet.runs.resume import resolve_ckpt_path
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,9 @@ def fit(cfg: DictConfig, task: FitTask) -> dict:
     """Run ``task`` as configured; returns the metrics written to metrics.json."""
     validate_config(cfg, top_level=task.top_level, required=task.required)
     ckpt_path = resolve_ckpt_path(cfg)
+    trust = bool(cfg.get("trust_pickled_checkpoint", False))
+    if ckpt_path is not None:  # unsafe or corrupt: one line naming it, before any work
+        load_weights_file(ckpt_path, "ckpt_path", trust, "trust_pickled_checkpoint")
     keep_file_logs_on_rank_zero()
     # Lightning notices that a module (not the datamodule) transforms batches: intended.
     warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
@@ -75,7 +79,9 @@ def fit(cfg: DictConfig, task: FitTask) -> dict:
         logger=instantiate_dict(cfg.get("logger")) or False,
     )
     save_config(cfg, output_dir)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
+    # visdet's checkpoints hold tensors, numbers, strings and containers only: resuming
+    # never unpickles code from a checkpoint file (unless trust_pickled_checkpoint=true)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=not trust)
     metrics = task.collect(cfg, trainer, module, datamodule)
     metrics["time_s"] = round(time.perf_counter() - start, 1)
     _write_and_report(metrics, output_dir, task.report)

@@ -30,18 +30,21 @@ from visdet.config.validate import ConfigError
 from visdet.data.coco import DatasetError
 from visdet.io.atomic_write import write_text_atomic
 from visdet.lightning import NonFiniteLossError
+from visdet.models.weights.checkpoint_state import WeightsFileError
 
 log = logging.getLogger(__name__)
 
 ERROR_FILE = "job_error.json"
 CONFIG_ERRORS = (ConfigError, InstantiationException)
-# FloatingPointError: a non-finite encoder loss; ConnectionError: a weights URL not fetched
+# FloatingPointError: a non-finite encoder loss; ConnectionError: a weights URL not fetched;
+# WeightsFileError: a checkpoint that is corrupt or would need unsafe unpickling
 TRAINING_ERRORS = (
     NonFiniteLossError,
     DatasetError,
     FileNotFoundError,
     FloatingPointError,
     ConnectionError,
+    WeightsFileError,
 )
 
 
@@ -53,7 +56,12 @@ def is_multirun() -> bool:
 def error_message(error: BaseException, short: bool = False) -> str:
     """The one-line message shown for a failed run: what kind of failure, and why. ``short``
     names the root cause only (``config error: ValueError: data.batch_size must be >= 1``)
-    instead of Hydra's wrapping of an instantiation error."""
+    instead of Hydra's wrapping of an instantiation error. A file error raised while an
+    object is built from config (e.g. an unreadable ``model.init_from``) is reported as
+    itself, not as a config error."""
+    cause = error.__cause__ if isinstance(error, InstantiationException) else None
+    if isinstance(cause, WeightsFileError | FileNotFoundError | ConnectionError):
+        error = cause
     if isinstance(error, CONFIG_ERRORS):
         kind = "config error"
     elif isinstance(error, TRAINING_ERRORS):
@@ -76,8 +84,12 @@ def metric_value(metrics: dict, name: str) -> float:
 
 
 def exit_with(message: str) -> NoReturn:
-    """Log ``message`` (the run's log file says why it stopped) and exit with it (status 1)."""
-    log.error("%s", message)
+    """Write ``message`` to the run's log file (which then says why it stopped) and exit with
+    it (status 1): the terminal shows it once, from the exit."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (message,), None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
     sys.exit(message)
 
 

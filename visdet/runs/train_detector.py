@@ -13,6 +13,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from visdet.models.weights.checkpoint_state import load_weights_file
+from visdet.models.weights.safetensors_file import save_weights
 from visdet.runs.fit import FitTask, best_checkpoint, fit
 
 log = logging.getLogger(__name__)
@@ -47,19 +49,50 @@ def collect(cfg: DictConfig, trainer, module, datamodule) -> dict:
     results = dict(module.last_results)
     best = best_checkpoint(trainer)
     if cfg.get("test", True) and not trainer.fast_dev_run:
-        trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=False)
+        trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=True)
         results = dict(module.last_results)
+    weights = write_detector_weights(cfg, trainer, module, datamodule, best)
     return {
         **{f"val/{k}": v for k, v in results.items() if k != "per_class"},
         "per_class_AP": results.get("per_class", {}),
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
         "best_checkpoint": best,
+        "weights": weights,
         "skipped_images": module.skipped_images,
         "trainable_params": sum(p.numel() for p in module.parameters() if p.requires_grad),
         "peak_memory_mb": _peak_memory_mb(module),
         "last_fit_metrics": fit_metrics,
     }
+
+
+def write_detector_weights(cfg, trainer, module, datamodule, best: str | None) -> str | None:
+    """``model.safetensors`` beside the checkpoints: the best checkpoint's detector weights
+    (the current ones without a best checkpoint), with the resolved config and class names
+    in its metadata. Rank zero writes it; returns its path."""
+    if trainer.fast_dev_run:
+        return None
+    path = Path(cfg.paths.output_dir) / "checkpoints" / "model.safetensors"
+    if trainer.is_global_zero:
+        if best:
+            state = load_weights_file(best, "best checkpoint")["state_dict"]
+            state = {
+                k[len("detector.") :]: v for k, v in state.items() if k.startswith("detector.")
+            }
+        else:
+            state = module.detector.state_dict()
+        val_set = getattr(datamodule, "val_set", None)
+        resolved = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+        save_weights(
+            state,
+            path,
+            {
+                "config": OmegaConf.to_container(resolved, resolve=True),
+                "classes": list(getattr(val_set, "class_names", [])),
+                "source_checkpoint": best,
+            },
+        )
+    return str(path)
 
 
 def _peak_memory_mb(module) -> dict[str, float]:
@@ -76,9 +109,10 @@ def report(metrics: dict, output_dir: Path) -> None:
     if metrics["skipped_images"]:
         log.warning("%d unreadable images were skipped", metrics["skipped_images"])
     log.info(
-        "outputs: %s (checkpoints: %s, metrics.json, logs)",
+        "outputs: %s (checkpoints: %s, weights: %s, metrics.json, logs)",
         output_dir,
         metrics["best_checkpoint"] or "none",
+        metrics["weights"] or "none",
     )
     final = " ".join(f"val/{k}={metrics.get(f'val/{k}', float('nan')):.4f}" for k in FINAL_KEYS)
     print(f"final: {final} epochs={metrics['epochs']} time={metrics['time_s']:.0f}s", flush=True)

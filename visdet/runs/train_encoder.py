@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 
 TOP_LEVEL = frozenset({
     "encoder", "data", "model", "optim", "sched", "trainer", "callbacks", "logger", "paths",
-    "hydra", "seed", "task_name", "optimized_metric", "ckpt_path", "tags", "experiment", "debug",
+    "hydra", "seed", "task_name", "optimized_metric", "ckpt_path", "trust_pickled_checkpoint",
+    "tags", "experiment", "debug",
 })  # fmt: skip
 REQUIRED = ("encoder", "data", "model", "optim", "trainer")
 

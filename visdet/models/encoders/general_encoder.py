@@ -32,7 +32,10 @@ class GeneralEncoder(nn.Module):
         depth, norm: used only when ``backbone`` is None.
         init_from: a path or URL whose backbone weights to load (a DetectorModule or
             EncoderModule ``.ckpt``, a state dict with ``backbone.*`` keys, or a torchvision
-            ResNet ImageNet state dict); see visdet.models.weights.pretrained.init_backbone.
+            ResNet ImageNet state dict, or a .safetensors file); see
+            visdet.models.weights.pretrained.init_backbone. Read without unpickling code.
+        trust_pickled_weights: read a local ``init_from`` that needs full unpickling (your
+            own old trusted file; logs a warning; never for URLs).
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class GeneralEncoder(nn.Module):
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         init_from: str | None = None,
+        trust_pickled_weights: bool = False,
     ) -> None:
         super().__init__()
         if backbone is None:
@@ -75,7 +79,13 @@ class GeneralEncoder(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
         if init_from:
-            init_backbone(self.backbone, init_from, key="encoder.init_from")
+            init_backbone(
+                self.backbone,
+                init_from,
+                key="encoder.init_from",
+                allow_pickle=trust_pickled_weights,
+                allow_pickle_key="encoder.trust_pickled_weights",
+            )
 
     def param_groups(self) -> list[tuple[str, tuple[str, ...]]]:
         """The backbone's layer groups (discriminative LRs), under ``backbone.``."""

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from visdet.models.backbones.base import Backbone
 from visdet.models.detectors.family import DetectorFamily
 from visdet.models.families import family_of
-from visdet.models.weights.cache import resolve_weights
+from visdet.models.weights.cache import is_url, resolve_weights
 from visdet.models.weights.checkpoint_state import read_state_dict
 from visdet.models.weights.state_loading import LoadReport, load_state
 
@@ -37,9 +37,16 @@ log = logging.getLogger(__name__)
 BACKBONE_PREFIXES = ("detector.backbone.", "encoder.backbone.", "backbone.")
 
 
-def _read(path_or_url: str, key: str) -> dict[str, Tensor]:
-    """The state dict at a path or (cached) URL; errors name the config ``key``."""
-    return read_state_dict(str(resolve_weights(path_or_url, key)), key)
+def _read(path_or_url: str, key: str, allow_pickle: bool, allow_pickle_key: str) -> dict:
+    """The state dict at a path or (cached) URL, never unpickling code unless a local file is
+    opted in with ``allow_pickle``; errors name the config ``key``."""
+    if allow_pickle and is_url(path_or_url):
+        raise ValueError(
+            f"{key}: {allow_pickle_key}=true applies to local files only, never to URLs "
+            f"({path_or_url}); download and check the file first"
+        )
+    local = str(resolve_weights(path_or_url, key))
+    return read_state_dict(local, key, allow_pickle, allow_pickle_key)
 
 
 def checkpoint_format(state: dict[str, Tensor], detector: nn.Module) -> str:
@@ -74,11 +81,16 @@ def detector_weights(state: dict[str, Tensor], fmt: str, family: DetectorFamily)
 
 
 def init_detector(
-    detector: nn.Module, path_or_url: str, strict: bool = True, key: str = "model.init_from"
+    detector: nn.Module,
+    path_or_url: str,
+    strict: bool = True,
+    key: str = "model.init_from",
+    allow_pickle: bool = False,
+    allow_pickle_key: str = "model.trust_pickled_weights",
 ) -> LoadReport:
     """Load ``path_or_url`` (any format above) into ``detector``; logs the summary."""
     family = family_of(detector)
-    state = _read(path_or_url, key)
+    state = _read(path_or_url, key, allow_pickle, allow_pickle_key)
     try:
         fmt = checkpoint_format(state, detector)
         weights = detector_weights(state, fmt, family)
@@ -121,7 +133,11 @@ def backbone_weights(state: dict[str, Tensor], backbone: Backbone) -> tuple[str,
 
 
 def init_backbone(
-    backbone: Backbone, path_or_url: str, key: str = "model.backbone.weights"
+    backbone: Backbone,
+    path_or_url: str,
+    key: str = "model.backbone.weights",
+    allow_pickle: bool = False,
+    allow_pickle_key: str = "model.trust_pickled_weights",
 ) -> LoadReport:
     """Load a backbone, strictly, from the backbone of a visdet detector/encoder checkpoint
     or a foreign checkpoint it adapts (ResNet: torchvision ImageNet); layers this backbone
@@ -130,7 +146,7 @@ def init_backbone(
         raise TypeError(
             f"{key}: {type(backbone).__name__} does not implement the backbone contract"
         )
-    state = _read(path_or_url, key)
+    state = _read(path_or_url, key, allow_pickle, allow_pickle_key)
     try:
         prefix, weights = backbone_weights(state, backbone)
     except ValueError as e:
