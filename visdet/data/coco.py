@@ -1,11 +1,20 @@
 """COCO-format detection dataset read with pycocotools.
 
-Items are ``(image, target)``: image float [3, H, W] in [0, 1]; target with ``boxes`` [N, 4]
-xyxy (absolute pixels), ``labels`` int64 [N] in 1..K (contiguous, in sorted category-id
-order), ``image_id`` and ``orig_size`` (H, W). Crowd annotations are left out of the targets
-(COCOeval still reads them from the annotation file); degenerate boxes (no area after
-clipping to the image) are dropped with one warning counting them. An image that cannot be
-decoded yields ``None``; the collate function skips it and the datamodule counts it.
+Items are ``(image, target)``: image float [3, H, W] in [0, 1] (decoded as people see it, see
+``visdet.data.image_decode``); target with ``boxes`` [N, 4] xyxy (absolute pixels), ``labels``
+int64 [N] in 1..K (contiguous, in sorted category-id order), ``image_id`` and ``orig_size``
+(H, W). The annotation file is checked first (``visdet.data.coco_checks``). Crowd annotations
+(and ``ignore: 1``) are left out of the targets (COCOeval still reads them from the annotation
+file); degenerate boxes (zero area, under 1 px wide or high after clipping to the image, or
+nothing inside it) are dropped with one warning counting them; images without annotations
+stay as negatives.
+
+Every image's header is read when the dataset is built: its size must be the annotation's
+``width``/``height`` after its EXIF orientation. An image that matches only without the
+rotation (annotated on the raw pixels) is used unrotated, with one warning counting them; any
+other mismatch is a ``DatasetError`` naming the image and both sizes. An image that cannot be
+decoded (broken, truncated, above the decompression-bomb limit) yields ``SkippedImage``; the
+collate function leaves it out and the datamodule names it.
 """
 
 from __future__ import annotations
@@ -15,19 +24,25 @@ import io
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
+from visdet.data.coco_checks import DatasetError, check_coco
+from visdet.data.image_decode import (
+    SWAPS_SIDES,
+    UnreadableImage,
+    decode_image,
+    default_max_pixels,
+    read_header,
+)
+
 log = logging.getLogger(__name__)
 
-
-class DatasetError(ValueError):
-    """An annotation file is not valid COCO (the message names the file and the entry)."""
+__all__ = ["CocoDetection", "DatasetError", "SkippedImage", "load_coco"]
 
 
 def _load_annotation_file(ann_file: Path) -> dict:
@@ -37,35 +52,11 @@ def _load_annotation_file(ann_file: Path) -> dict:
         data = json.loads(ann_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DatasetError(f"annotation file {ann_file} is not valid JSON: {e}") from None
-    if not isinstance(data, dict) or not all(
-        k in data for k in ("images", "annotations", "categories")
-    ):
-        raise DatasetError(
-            f"annotation file {ann_file} is not COCO JSON: it needs top-level "
-            "'images', 'annotations' and 'categories' lists"
-        )
-    cat_ids = {c.get("id") for c in data["categories"]}
-    image_ids = {i.get("id") for i in data["images"]}
-    for ann in data["annotations"]:
-        for key in ("id", "image_id", "category_id", "bbox"):
-            if key not in ann:
-                raise DatasetError(f"{ann_file}: annotation {ann.get('id', '?')} has no '{key}'")
-        if ann["category_id"] not in cat_ids:
-            raise DatasetError(
-                f"{ann_file}: annotation {ann['id']} has category_id "
-                f"{ann['category_id']}, which is not in 'categories' "
-                f"(ids {sorted(cat_ids)})"
-            )
-        if ann["image_id"] not in image_ids:
-            raise DatasetError(
-                f"{ann_file}: annotation {ann['id']} refers to image_id "
-                f"{ann['image_id']}, which is not in 'images'"
-            )
-    return data
+    return check_coco(data, ann_file)
 
 
 def load_coco(ann_file: str | os.PathLike) -> COCO:
-    """A pycocotools COCO object from a validated annotation file (pycocotools' prints
+    """A pycocotools COCO object from a checked annotation file (pycocotools' prints
     are silenced)."""
     data = _load_annotation_file(Path(ann_file))
     coco = COCO()
@@ -75,55 +66,138 @@ def load_coco(ann_file: str | os.PathLike) -> COCO:
     return coco
 
 
+@dataclass(frozen=True)
+class SkippedImage:
+    """What the dataset gives for an image it cannot decode: the file and why."""
+
+    path: str
+    reason: str
+
+
+def _listing(items: list[str], limit: int = 5) -> str:
+    return "; ".join(items[:limit]) + (
+        f"; and {len(items) - limit} more" if len(items) > limit else ""
+    )
+
+
 class CocoDetection(Dataset):
     """A COCO-format split.
 
     Args:
         ann_file: the instances JSON.
         image_dir: folder the ``file_name`` entries are relative to.
+        max_image_pixels: images with more pixels are skipped (decompression-bomb limit);
+            None: Pillow's ``Image.MAX_IMAGE_PIXELS``.
     """
 
-    def __init__(self, ann_file: str | os.PathLike, image_dir: str | os.PathLike) -> None:
+    def __init__(
+        self,
+        ann_file: str | os.PathLike,
+        image_dir: str | os.PathLike,
+        max_image_pixels: int | None = None,
+    ) -> None:
         self.ann_file = Path(ann_file)
         self.image_dir = Path(image_dir)
         if not self.image_dir.is_dir():
             raise FileNotFoundError(f"image folder not found: {self.image_dir}")
+        if max_image_pixels is not None and max_image_pixels < 1:
+            raise ValueError(f"data.max_image_pixels must be >= 1, got {max_image_pixels}")
+        self.max_image_pixels = (
+            default_max_pixels() if max_image_pixels is None else int(max_image_pixels)
+        )
         self.coco = load_coco(self.ann_file)
         self.cat_ids = sorted(self.coco.getCatIds())
         self.cat_id_to_label = {c: i + 1 for i, c in enumerate(self.cat_ids)}
         self.class_names = [self.coco.cats[c].get("name", str(c)) for c in self.cat_ids]
         self.image_ids = sorted(self.coco.getImgIds())
-        missing = [
-            self.coco.imgs[i]["file_name"]
-            for i in self.image_ids
-            if not (self.image_dir / self.coco.imgs[i]["file_name"]).is_file()
-        ]
+        self.apply_orientation: list[bool] = []
+        self.unreadable: dict[int, str] = {}  # index -> why its header cannot be read
+        self._scan_images()
+        self.targets = [self._target(i) for i in self.image_ids]
+        self._report_dropped([t.pop("_dropped") for t in self.targets])
+
+    def _path(self, image_id: int) -> Path:
+        return self.image_dir / self.coco.imgs[image_id]["file_name"]
+
+    def _scan_images(self) -> None:
+        """Headers of every image: orientation to apply, size check, unreadable files."""
+        missing, wrong, raw = [], [], []
+        for index, image_id in enumerate(self.image_ids):
+            info, path = self.coco.imgs[image_id], self._path(image_id)
+            self.apply_orientation.append(True)
+            try:
+                header = read_header(path, self.max_image_pixels)
+            except FileNotFoundError:
+                missing.append(info["file_name"])
+                continue
+            except UnreadableImage as e:
+                self.unreadable[index] = str(e)
+                continue
+            want = (info["width"], info["height"])
+            if header.oriented_size == want:
+                continue
+            if header.size == want:  # annotated on the raw, unrotated pixels
+                self.apply_orientation[index] = False
+                raw.append(info["file_name"])
+                continue
+            (w, h), (ow, oh) = header.size, header.oriented_size
+            turned = (
+                f" ({ow}x{oh} after its EXIF orientation {header.orientation})"
+                if header.orientation in SWAPS_SIDES
+                else ""
+            )
+            wrong.append(
+                f"{path} is {w}x{h}{turned} but the annotation says "
+                f"{want[0]:g}x{want[1]:g} (width x height)"
+            )
         if missing:
             raise FileNotFoundError(
                 f"{len(missing)} image files listed in {self.ann_file} are "
                 f"missing from {self.image_dir}, first: {missing[0]}"
             )
-        self.targets = [self._target(i) for i in self.image_ids]
-        dropped = sum(t.pop("_degenerate") for t in self.targets)
-        if dropped:
+        if wrong:
+            raise DatasetError(
+                f"{self.ann_file}: {len(wrong)} images do not have the size their annotation "
+                f"gives: {_listing(wrong)}"
+            )
+        if raw:
             log.warning(
-                "%s: dropped %d degenerate boxes (no area inside the image)",
+                "%s: %d images match their annotated width/height only without their EXIF "
+                "rotation (annotated on the raw pixels), so they are used unrotated: %s",
                 self.ann_file.name,
-                dropped,
+                len(raw),
+                _listing(raw),
+            )
+        if self.unreadable:
+            shown = [
+                f"{self._path(self.image_ids[i])} ({why})" for i, why in self.unreadable.items()
+            ]
+            log.warning(
+                "%s: %d images cannot be read and will be skipped: %s",
+                self.ann_file.name,
+                len(shown),
+                _listing(shown),
             )
 
     def _target(self, image_id: int) -> dict:
         info = self.coco.imgs[image_id]
         h, w = int(info["height"]), int(info["width"])
-        boxes, labels, degenerate = [], [], 0
+        boxes, labels = [], []
+        dropped = {"zero": 0, "subpixel": 0, "outside": 0}
         for ann in self.coco.imgToAnns.get(image_id, []):
-            if ann.get("iscrowd", 0):
+            if ann.get("iscrowd", 0) or ann.get("ignore", 0):
                 continue
-            x, y, bw, bh = ann["bbox"]
-            x1, y1 = max(0.0, float(x)), max(0.0, float(y))
-            x2, y2 = min(float(w), float(x + bw)), min(float(h), float(y + bh))
+            x, y, bw, bh = (float(v) for v in ann["bbox"])
+            if bw <= 0 or bh <= 0 or float(ann.get("area", bw * bh)) <= 0:
+                dropped["zero"] += 1
+                continue
+            x1, y1 = max(0.0, x), max(0.0, y)
+            x2, y2 = min(float(w), x + bw), min(float(h), y + bh)
             if x2 <= x1 or y2 <= y1:
-                degenerate += 1
+                dropped["outside"] += 1
+                continue
+            if x2 - x1 < 1 or y2 - y1 < 1:
+                dropped["subpixel"] += 1
                 continue
             boxes.append([x1, y1, x2, y2])
             labels.append(self.cat_id_to_label[ann["category_id"]])
@@ -132,8 +206,26 @@ class CocoDetection(Dataset):
             "labels": torch.tensor(labels, dtype=torch.int64),
             "image_id": image_id,
             "orig_size": (h, w),
-            "_degenerate": degenerate,
+            "_dropped": dropped,
         }
+
+    def _report_dropped(self, per_image: list[dict]) -> None:
+        total = {k: sum(d[k] for d in per_image) for k in ("zero", "subpixel", "outside")}
+        self.dropped_boxes = sum(total.values())
+        if self.dropped_boxes:
+            log.warning(
+                "%s: dropped %d degenerate boxes (%d with zero area, %d under 1 px wide or high, "
+                "%d with no area inside the image); evaluation against this file still "
+                "counts them as ground truth, as pycocotools does",
+                self.ann_file.name,
+                self.dropped_boxes,
+                total["zero"],
+                total["subpixel"],
+                total["outside"],
+            )
+
+    def num_boxes(self) -> int:
+        return sum(len(t["labels"]) for t in self.targets)
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -141,24 +233,19 @@ class CocoDetection(Dataset):
     def aspect_ratios(self) -> list[float]:
         return [self.coco.imgs[i]["width"] / self.coco.imgs[i]["height"] for i in self.image_ids]
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict] | None:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict] | SkippedImage:
         image_id = self.image_ids[index]
-        path = self.image_dir / self.coco.imgs[image_id]["file_name"]
+        path = self._path(image_id)
+        if index in self.unreadable:
+            return SkippedImage(str(path), self.unreadable[index])
         try:
-            with Image.open(path) as im:
-                array = np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-        except (OSError, UnidentifiedImageError) as e:
-            log.warning("skipping unreadable image %s: %s", path, e)
-            return None
-        image = torch.from_numpy(array).permute(2, 0, 1).float().div_(255)
+            image = decode_image(path, self.apply_orientation[index], self.max_image_pixels)
+        except UnreadableImage as e:
+            return SkippedImage(str(path), str(e))
         target = dict(self.targets[index])
-        if tuple(image.shape[1:]) != target["orig_size"]:
-            log.warning(
-                "%s is %s but %s says %s; using the file's size",
-                path,
-                tuple(image.shape[1:]),
-                self.ann_file.name,
-                target["orig_size"],
+        if tuple(image.shape[1:]) != target["orig_size"]:  # the file changed since the scan
+            raise DatasetError(
+                f"{path} decodes to {image.shape[2]}x{image.shape[1]} but {self.ann_file} says "
+                f"{target['orig_size'][1]}x{target['orig_size'][0]} (width x height)"
             )
-            target["orig_size"] = tuple(image.shape[1:])
         return image, target

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import lightning as L
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from visdet.data.coco import CocoDetection
+from visdet.data.coco import CocoDetection, DatasetError, SkippedImage
 from visdet.data.distributed_sampling import EvaluationShardSampler, shard_batches
 
 log = logging.getLogger(__name__)
@@ -24,13 +24,15 @@ def check_loader_settings(batch_size: int, num_workers: int) -> None:
 
 
 def collate_detection(items: list) -> dict:
-    """A batch ``{"images": [Tensor[3, H, W]], "targets": [dict], "skipped": int}``: lists
-    because sizes vary; ``None`` items (unreadable images) are left out and counted."""
-    good = [it for it in items if it is not None]
+    """A batch ``{"images": [Tensor[3, H, W]], "targets": [dict], "skipped": int,
+    "skipped_files": [(path, reason)]}``: lists because sizes vary; ``SkippedImage`` (or
+    ``None``) items, images that cannot be decoded, are left out, counted and named."""
+    good = [it for it in items if isinstance(it, tuple | list)]
     return {
         "images": [it[0] for it in good],
         "targets": [it[1] for it in good],
         "skipped": len(items) - len(good),
+        "skipped_files": [(it.path, it.reason) for it in items if isinstance(it, SkippedImage)],
     }
 
 
@@ -89,6 +91,11 @@ class DetectionDataModule(L.LightningDataModule):
         num_workers, pin_memory, persistent_workers: DataLoader settings.
         group_by_aspect_ratio: batch landscape and portrait images separately.
         seed: shuffling seed of the aspect-ratio sampler.
+        max_image_pixels: images with more pixels are named and skipped (decompression-bomb
+            limit); None: Pillow's default.
+
+    ``setup`` reads and checks the annotation files of every split before training;
+    ``skipped_files`` lists the images that could not be decoded (each named once in the log).
     """
 
     def __init__(
@@ -101,6 +108,7 @@ class DetectionDataModule(L.LightningDataModule):
         persistent_workers: bool = False,
         group_by_aspect_ratio: bool = False,
         seed: int = 0,
+        max_image_pixels: int | None = None,
     ) -> None:
         super().__init__()
         check_loader_settings(batch_size, num_workers)
@@ -114,7 +122,9 @@ class DetectionDataModule(L.LightningDataModule):
         self.seed = seed
         self.train_set: CocoDetection | None = None
         self.val_set: CocoDetection | None = None
+        self.max_image_pixels = max_image_pixels
         self.skipped_images = 0
+        self.skipped_files: list[str] = []
 
     def prepare_data(self) -> None:
         self.source.prepare()  # generation / existence checks, once, on rank 0
@@ -123,14 +133,36 @@ class DetectionDataModule(L.LightningDataModule):
         if self.val_set is not None:
             return
         splits = self.source.splits()
-        self.train_set = CocoDetection(splits["train"].ann_file, splits["train"].image_dir)
-        self.val_set = CocoDetection(splits["val"].ann_file, splits["val"].image_dir)
-        for name, ds in (("train", self.train_set), ("val", self.val_set)):
+        sets = {
+            name: CocoDetection(split.ann_file, split.image_dir, self.max_image_pixels)
+            for name, split in splits.items()
+        }  # every split's annotation file is read and checked here, before training
+        for name, ds in sets.items():
             if len(ds.cat_ids) != self.num_classes:
                 raise ValueError(
                     f"data.num_classes is {self.num_classes} but {ds.ann_file} has "
                     f"{len(ds.cat_ids)} categories ({name} split)"
                 )
+        train, val = sets["train"], sets["val"]
+        if val.cat_ids != train.cat_ids:
+            raise DatasetError(
+                f"the train and val annotation files list different category ids: "
+                f"{train.ann_file} has {train.cat_ids}, {val.ann_file} has {val.cat_ids}"
+            )
+        if train.num_boxes() == 0:
+            raise DatasetError(
+                f"{train.ann_file}: the training split has no usable box "
+                f"({len(train)} images, {train.dropped_boxes} boxes dropped as degenerate)"
+            )
+        self.train_set, self.val_set = train, val
+
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        """Names each image that could not be decoded, once (batches come from workers)."""
+        for path, reason in batch.get("skipped_files", ()) if isinstance(batch, dict) else ():
+            if path not in self.skipped_files:
+                self.skipped_files.append(path)
+                log.warning("skipping an image that cannot be decoded: %s (%s)", path, reason)
+        return batch
 
     def _processes(self) -> tuple[int, int]:
         """(number of processes, this process's rank): (1, 0) outside distributed training."""

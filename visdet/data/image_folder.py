@@ -14,8 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
+
+from visdet.data.image_decode import UnreadableImage, open_oriented
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +35,13 @@ def check_image_size(image_size) -> tuple[int, int]:
     return h, w
 
 
-def open_rgb(path: Path) -> Image.Image:
-    """The decoded image at ``path`` in RGB; ValueError naming the file if it cannot be read."""
+def open_rgb(path: Path, annotated_size: tuple[int, int] | None = None) -> Image.Image:
+    """The decoded image at ``path`` in RGB, as people see it (EXIF orientation applied,
+    16-bit and float modes scaled; see ``visdet.data.image_decode.open_oriented``, which
+    ``annotated_size`` is passed to); ValueError naming the file if it cannot be read."""
     try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except (OSError, UnidentifiedImageError) as e:
+        return open_oriented(path, annotated_size)
+    except UnreadableImage as e:
         raise ValueError(f"cannot read image {path}: {e}") from None
 
 

@@ -30,6 +30,7 @@ class CropRecord(NamedTuple):
     box: tuple[float, float, float, float]  # xyxy, absolute pixels, clipped to the image
     label: int  # 0..K-1
     ann_id: int
+    image_size: tuple[int, int] | None = None  # (width, height) the annotation gives
 
 
 def crop_box(
@@ -99,7 +100,13 @@ class ObjectCropDataset(Dataset):
                 continue
             path = self.image_dir / info["file_name"]
             self.records.append(
-                CropRecord(path, (x1, y1, x2, y2), label_of[ann["category_id"]], ann_id)
+                CropRecord(
+                    path,
+                    (x1, y1, x2, y2),
+                    label_of[ann["category_id"]],
+                    ann_id,
+                    (info["width"], info["height"]),
+                )
             )
         if small:
             log.warning(
@@ -127,7 +134,7 @@ class ObjectCropDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         record = self.records[index]
-        image = open_rgb(record.path)
+        image = open_rgb(record.path, record.image_size)
         box = crop_box(record.box, self.context, *image.size)
         if box[2] <= box[0] or box[3] <= box[1]:
             raise ValueError(

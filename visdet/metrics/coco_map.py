@@ -50,7 +50,7 @@ class CocoMeanAP(Metric):
     def __init__(self, ann_file: str | os.PathLike, **kwargs) -> None:
         super().__init__(**kwargs)
         self.ann_file = str(ann_file)
-        self.coco_gt = load_coco(ann_file)
+        self.coco_gt = _positive_annotation_ids(load_coco(ann_file))
         self.cat_ids = sorted(self.coco_gt.getCatIds())
         self.add_state("boxes", default=[], dist_reduce_fx="cat")
         self.add_state("scores", default=[], dist_reduce_fx="cat")
@@ -108,6 +108,7 @@ def evaluate_detections(
     seen_ids: list[int],
 ) -> dict:
     """Run COCOeval (bbox) on detections given as flat tensors."""
+    coco_gt = _positive_annotation_ids(coco_gt)
     results = {name: float("nan") for name in SUMMARY_NAMES}
     results["per_class"] = {coco_gt.cats[c].get("name", str(c)): float("nan") for c in cat_ids}
     if not seen_ids:
@@ -145,6 +146,20 @@ def evaluate_detections(
             float(np.mean(p)) if p.size else float("nan")
         )
     return results
+
+
+def _positive_annotation_ids(coco_gt):
+    """COCOeval marks a match by storing the ground truth's id and tests it with ``> 0``: an
+    annotation with id 0 (or a non-integer id) would never count as found. Such files are
+    renumbered 1..N in file order (in this COCO object; the file is not touched)."""
+    anns = coco_gt.dataset["annotations"]
+    if all(isinstance(a["id"], int) and a["id"] > 0 for a in anns):
+        return coco_gt
+    for new_id, a in enumerate(anns, start=1):
+        a["id"] = new_id
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt.createIndex()
+    return coco_gt
 
 
 def _empty_results(coco_gt):

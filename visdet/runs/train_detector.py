@@ -60,6 +60,7 @@ def collect(cfg: DictConfig, trainer, module, datamodule) -> dict:
         "best_checkpoint": best,
         "weights": weights,
         "skipped_images": module.skipped_images,
+        "skipped_files": list(getattr(datamodule, "skipped_files", [])),
         "trainable_params": sum(p.numel() for p in module.parameters() if p.requires_grad),
         "peak_memory_mb": _peak_memory_mb(module),
         "last_fit_metrics": fit_metrics,
