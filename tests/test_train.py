@@ -155,3 +155,16 @@ def test_resuming_from_a_malicious_checkpoint_stops_before_it_runs(tmp_path):
     assert lines[-1].startswith(f"training stopped: ckpt_path: {evil} needs arbitrary unpickling")
     assert "trust_pickled_checkpoint=true" in lines[-1] and "Traceback" not in out.stderr
     assert not (tmp_path / "marker").exists()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_run_that_never_validated_validates_at_the_end(tmp_path, capsys):
+    cfg = tiny_cfg(
+        tmp_path, "trainer.max_epochs=1", "trainer.check_val_every_n_epoch=2", "test=false"
+    )
+    metrics = train(cfg)
+    assert metrics["evaluated"] == "final weights validated after fit"
+    assert 0 <= metrics["val/mAP"] <= 1 and metrics["best_checkpoint"] is None
+    assert metrics["last_checkpoint"].endswith("last.ckpt")
+    out = capsys.readouterr().out
+    assert "(final weights validated after fit)" in out and "val/mAP=nan" not in out

@@ -134,3 +134,24 @@ def test_history_functions_directly(tmp_path):
     }
     out = plot_trend(history, tmp_path / "t.png", metric="forward_backward_ms")  # no such data
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_nan_medians_are_flagged_and_fail_the_gate(tmp_path, capsys):
+    comparison = compare_runs(
+        make_run(make_result(fwd=10.0)), make_run(make_result(fwd=float("nan")))
+    )
+    assert status_of(comparison) == "NaN" and comparison.regressions
+    assert main(list(_write_pair(tmp_path, float("nan")))) == 1
+    assert "NaN" in capsys.readouterr().out
+
+
+def test_unreadable_input_and_unwritable_output_exit_2(tmp_path, capsys):
+    base, new = _write_pair(tmp_path, 10.0)
+    (tmp_path / "garbage.json").write_text("{not json")
+    assert main([base, str(tmp_path / "garbage.json")]) == 2
+    assert "garbage.json" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main([base, new, "--markdown", str(blocker / "cmp.md")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("visdet.bench.compare: error: --markdown") and err.count("\n") == 1

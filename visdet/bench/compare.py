@@ -12,13 +12,17 @@ Results are matched by ``result_key`` (component, impl, case). Per metric, ``rat
   ``new < base * (1 - threshold)``; improved when ``new > base * (1 + threshold)``.
 - Cases (or metrics of a case) in only one run are listed as "added"/"removed", never as
   regressions.
+- A NaN value on either side (a broken measurement) is flagged "NaN" and counts as a
+  regression: a gate cannot pass on it.
 
-Exit status: 0 nothing regressed, 1 something regressed, 2 bad input (named on stderr).
+Exit status: 0 nothing regressed, 1 something regressed (or NaN), 2 bad input or an output
+that cannot be written (named on stderr).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +31,7 @@ from visdet.bench.schema import TIMING_METRICS, SchemaError, load_run, result_ke
 from visdet.io.atomic_write import write_text_atomic
 from visdet.io.text_table import format_columns
 
-STATUSES = ("ok", "REGRESSED", "improved", "added", "removed")
+STATUSES = ("ok", "REGRESSED", "NaN", "improved", "added", "removed")
 MEMORY_SLACK_MB = 1.0
 FENCE = 1.5  # Tukey's fence, in IQRs beyond the quartiles
 INF = float("inf")
@@ -55,7 +59,7 @@ class Comparison:
 
     @property
     def regressions(self) -> list[Row]:
-        return [r for r in self.rows if r.status == "REGRESSED"]
+        return [r for r in self.rows if r.status in ("REGRESSED", "NaN")]
 
 
 def device_label(run: dict) -> str:
@@ -145,6 +149,9 @@ def compare_runs(base: dict, new: dict, threshold: float = 0.10) -> Comparison:
                 rows.append(Row(*key, metric, *side, None, status))
                 continue
             (bv, stats), (nv, _) = b[metric], n[metric]
+            if math.isnan(bv) or math.isnan(nv):
+                rows.append(Row(*key, metric, bv, nv, None, "NaN"))
+                continue
             ratio = nv / bv if bv else (1.0 if nv == bv else INF)
             rows.append(Row(*key, metric, bv, nv, ratio, _status(metric, bv, nv, stats, threshold)))
     warnings, notes = _environment_messages(base, new)
@@ -232,7 +239,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(format_table(comparison), end="")
     if args.markdown is not None:
-        write_text_atomic(args.markdown, format_markdown(comparison))
+        try:
+            write_text_atomic(args.markdown, format_markdown(comparison))
+        except OSError as e:
+            print(f"visdet.bench.compare: error: --markdown {args.markdown}: {e}", file=sys.stderr)
+            return 2
     if args.history is not None:
         from visdet.bench.history import append_history, plot_trend, read_history, trend_path
 

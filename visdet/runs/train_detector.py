@@ -48,16 +48,28 @@ def collect(cfg: DictConfig, trainer, module, datamodule) -> dict:
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     results = dict(module.last_results)
     best = best_checkpoint(trainer)
+    # what the final numbers are: the best checkpoint tested on the validation split, or the
+    # last validation of fit; a run that never validated (max_epochs below
+    # check_val_every_n_epoch, test=false) validates its final weights now
+    evaluated = "last validation during fit"
     if cfg.get("test", True) and not trainer.fast_dev_run:
         trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=True)
         results = dict(module.last_results)
+        evaluated = f"{Path(best).name if best else 'final weights'} tested on the val split"
+    elif not results and not trainer.fast_dev_run:
+        trainer.validate(module, datamodule=datamodule)
+        results = dict(module.last_results)
+        evaluated = "final weights validated after fit"
     weights = write_detector_weights(cfg, trainer, module, datamodule, best)
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     return {
+        "evaluated": evaluated,
         **{f"val/{k}": v for k, v in results.items() if k != "per_class"},
         "per_class_AP": results.get("per_class", {}),
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
         "best_checkpoint": best,
+        "last_checkpoint": str(last) if last.is_file() else None,
         "weights": weights,
         "skipped_images": module.skipped_images,
         "skipped_files": list(getattr(datamodule, "skipped_files", [])),
@@ -108,15 +120,30 @@ def report(metrics: dict, output_dir: Path) -> None:
     if metrics["per_class_AP"]:
         log.info("per-class AP (val):\n%s", format_per_class(metrics["per_class_AP"]))
     if metrics["skipped_images"]:
-        log.warning("%d unreadable images were skipped", metrics["skipped_images"])
+        names = metrics.get("skipped_files") or []
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        log.warning(
+            "%d unreadable images were skipped%s",
+            metrics["skipped_images"],
+            f": {shown}" if shown else "",
+        )
+    checkpoints = metrics["best_checkpoint"] or metrics["last_checkpoint"] or "none"
     log.info(
         "outputs: %s (checkpoints: %s, weights: %s, metrics.json, logs)",
         output_dir,
-        metrics["best_checkpoint"] or "none",
+        checkpoints,
         metrics["weights"] or "none",
     )
-    final = " ".join(f"val/{k}={metrics.get(f'val/{k}', float('nan')):.4f}" for k in FINAL_KEYS)
-    print(f"final: {final} epochs={metrics['epochs']} time={metrics['time_s']:.0f}s", flush=True)
+    final = " ".join(f"val/{k}={_number(metrics.get(f'val/{k}'))}" for k in FINAL_KEYS)
+    print(
+        f"final: {final} epochs={metrics['epochs']} time={metrics['time_s']:.0f}s "
+        f"({metrics['evaluated']})",
+        flush=True,
+    )
+
+
+def _number(value) -> str:
+    return "nan" if value is None or math.isnan(value) else f"{value:.4f}"
 
 
 DETECTOR_TASK = FitTask(build_module, collect, report)
