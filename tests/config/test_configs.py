@@ -70,6 +70,10 @@ def test_wrong_type_and_missing_value():
         validate_config(compose_cfg(["backbone.depth=[1]"]))
     with pytest.raises(ConfigError, match=r"model\.detector\.rpn_num_convs: expected int"):
         validate_config(compose_cfg(["+model.detector.rpn_num_convs=two"]))
+    with pytest.raises(ConfigError, match=r"optim\.lr: expected float or int, got str 'abc'"):
+        validate_config(compose_cfg(["optim.lr=abc"]))
+    with pytest.raises(ConfigError, match=r"trainer\.max_epochs: 0 trains nothing"):
+        validate_config(compose_cfg(["trainer.max_epochs=0"]))
     with pytest.raises(ConfigError, match=r"nonsense: unknown top-level key"):
         validate_config(compose_cfg(["+nonsense=1"]))
 

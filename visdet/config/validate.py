@@ -33,6 +33,8 @@ TOP_LEVEL = {
     "optimized_metric",
     "ckpt_path",
     "trust_pickled_checkpoint",
+    "resume_if_exists",
+    "slurm",
     "test",
     "tags",
     "experiment",
@@ -61,13 +63,16 @@ def _allowed(annotation: Any) -> tuple[type, ...] | None:
         return None
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
+        # a config value is a YAML scalar, list or mapping: union members that are other
+        # classes (e.g. ``float | Tensor`` for an optimizer's lr) cannot come from YAML, so
+        # they do not widen what is accepted; an unresolvable member (Any, a string) does
         out: tuple[type, ...] = ()
         for arg in typing.get_args(annotation):
             sub = _allowed(arg)
-            if sub is None:
+            if sub is None and not (isinstance(arg, type) and typing.get_origin(arg) is None):
                 return None
-            out += sub
-        return out
+            out += sub or ()
+        return out or None
     if annotation is type(None):
         return (type(None),)
     if annotation is bool:
@@ -180,3 +185,15 @@ def validate_config(
         except Exception as e:  # noqa: BLE001 - interpolation errors, re-raised briefly
             raise ConfigError(f"{key}: cannot resolve an interpolation ({e})") from None
         _walk(cfg[key], str(key))
+    _check_training_length(cfg)
+
+
+def _check_training_length(cfg: DictConfig) -> None:
+    """A run that would train nothing (``trainer.max_epochs=0`` or ``max_steps=0``) is an
+    error, not an exit 0 with mAP=nan."""
+    trainer = cfg.get("trainer")
+    if not isinstance(trainer, DictConfig):
+        return
+    for key in ("max_epochs", "max_steps"):
+        if trainer.get(key) == 0:
+            raise ConfigError(f"trainer.{key}: 0 trains nothing; set it >= 1 (or -1 for no limit)")

@@ -139,7 +139,7 @@ class DetectionDataModule(L.LightningDataModule):
         }  # every split's annotation file is read and checked here, before training
         for name, ds in sets.items():
             if len(ds.cat_ids) != self.num_classes:
-                raise ValueError(
+                raise DatasetError(
                     f"data.num_classes is {self.num_classes} but {ds.ann_file} has "
                     f"{len(ds.cat_ids)} categories ({name} split)"
                 )
