@@ -53,23 +53,25 @@ def cfg(tmp_path, ckpt_path, output="run"):
 
 
 def test_last_prefers_this_run_then_the_newest_earlier_run(tmp_path):
+    # (given=False: Hydra named the run directory; a given one never falls back)
     with pytest.raises(
         FileNotFoundError, match="ckpt_path=last: no last.ckpt in .*run/checkpoints"
     ):
-        resolve_ckpt_path(cfg(tmp_path, "last"))
+        resolve_ckpt_path(cfg(tmp_path, "last"), given=False)
     runs = tmp_path / "logs" / "train" / "runs"
     for i, name in enumerate(("2026-01-02_10-00-00", "2026-01-01_10-00-00")):
         path = runs / name / "checkpoints" / "last.ckpt"
         path.parent.mkdir(parents=True)
         path.write_bytes(b"x")
         os.utime(path, (1000 + i, 1000 + i))  # the second is the most recently written
-    assert resolve_ckpt_path(cfg(tmp_path, "last")).endswith(
+    assert resolve_ckpt_path(cfg(tmp_path, "last"), given=False).endswith(
         "2026-01-01_10-00-00/checkpoints/last.ckpt"
     )
     own = tmp_path / "run" / "checkpoints" / "last.ckpt"
     own.parent.mkdir(parents=True)
     own.write_bytes(b"x")
-    assert resolve_ckpt_path(cfg(tmp_path, "last")) == str(own)
+    assert resolve_ckpt_path(cfg(tmp_path, "last"), given=False) == str(own)
+    assert resolve_ckpt_path(cfg(tmp_path, "last"), given=True) == str(own)
 
 
 def test_explicit_path_must_exist(tmp_path):

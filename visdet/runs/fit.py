@@ -1,12 +1,17 @@
 """The one training-run skeleton behind ``visdet train`` and ``visdet train-encoder``:
-check the config, find the checkpoint to resume, seed, build the datamodule, the
-LightningModule, callbacks, loggers and trainer from config, fit, then let the task collect
-and report its metrics (``metrics.json`` is written atomically by rank zero)."""
+check the config, claim the run directory (writable, ``run.lock``, not a finished run's
+unless resuming it: visdet/runs/run_dir.py), find the checkpoint to resume, seed, build the
+datamodule, the LightningModule, callbacks, loggers and trainer from config, fit, then let
+the task collect and report its metrics (``metrics.json`` is written atomically by rank
+zero). Checkpoints are written atomically (``AtomicCheckpointIO``); SIGTERM and Ctrl+C save
+the current step and end the run with one line (visdet/callbacks/interrupt.py)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import time
 import warnings
 from collections.abc import Callable
@@ -15,14 +20,26 @@ from pathlib import Path
 
 import lightning as L
 from hydra.utils import instantiate
+from lightning.fabric.plugins import CheckpointIO, ClusterEnvironment
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from visdet.config.launch import keep_file_logs_on_rank_zero
+from visdet.callbacks.interrupt import InterruptCheckpoint, Interrupts
+from visdet.config.launch import is_rank_zero, keep_file_logs_on_rank_zero
 from visdet.config.validate import TOP_LEVEL, TRAIN_GROUPS, validate_config
 from visdet.io.atomic_write import write_text_atomic
+from visdet.lightning.atomic_checkpoint import AtomicCheckpointIO
 from visdet.models.weights.checkpoint_state import load_weights_file
 from visdet.runs.resume import resolve_ckpt_path
+from visdet.runs.run_dir import (
+    RunDirError,
+    RunLock,
+    check_writable,
+    remove_incomplete_writes,
+    used_by,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +74,96 @@ def instantiate_dict(node: DictConfig | None) -> list:
 def fit(cfg: DictConfig, task: FitTask) -> dict:
     """Run ``task`` as configured; returns the metrics written to metrics.json."""
     validate_config(cfg, top_level=task.top_level, required=task.required)
+    output_dir = Path(cfg.paths.output_dir)
+    stop = Interrupts()
+    lock = None
+    with stop:
+        try:
+            lock = claim_run_dir(cfg, output_dir) if is_rank_zero() else None
+            return _fit(cfg, task, output_dir, stop)
+        except (KeyboardInterrupt, SIGTERMException) as e:
+            if stop.signal is None:  # Lightning's SIGTERM before ours was installed
+                stop.signal = "SIGTERM" if isinstance(e, SIGTERMException) else "SIGINT"
+            raise _interrupted(stop, output_dir, finished=False) from None
+        finally:
+            if lock is not None:
+                lock.release()
+
+
+RESUME_ENV = "VISDET_RESUME_CKPT"  # rank 0's choice, for the processes Lightning starts
+
+
+def claim_run_dir(cfg: DictConfig, output_dir: Path) -> RunLock:
+    """Rank 0: refuse an unwritable output directory or one in use or holding a run this
+    one does not resume; take ``run.lock``; clear incomplete writes of a killed run."""
+    check_writable(output_dir)
+    lock = RunLock(output_dir).acquire()
+    try:
+        used = used_by(output_dir)
+        if used and not _resumes(cfg, output_dir):
+            what = "a finished run" if "metrics.json" in used else "an earlier run"
+            shown = ", ".join(used[:3]) + (", ..." if len(used) > 3 else "")
+            raise RunDirError(
+                f"run directory {output_dir} already holds {what} ({shown}): not overwriting "
+                "it; resume it with ckpt_path=last (or resume_if_exists=true), or choose "
+                "another hydra.run.dir"
+            )
+        remove_incomplete_writes(output_dir)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def _resumes(cfg: DictConfig, output_dir: Path) -> bool:
+    """Whether this run continues the run of ``output_dir``: ``ckpt_path=last``,
+    ``resume_if_exists=true`` or a ``ckpt_path`` inside that directory."""
+    value = cfg.get("ckpt_path")
+    if str(value) == "last" or cfg.get("resume_if_exists", False):
+        return True
+    return value is not None and output_dir.resolve() in Path(value).resolve().parents
+
+
+def _resume_path(cfg: DictConfig) -> str | None:
+    if not is_rank_zero() and RESUME_ENV in os.environ:
+        return os.environ[RESUME_ENV] or None  # the process Lightning started for rank N
     ckpt_path = resolve_ckpt_path(cfg)
+    if is_rank_zero():
+        os.environ[RESUME_ENV] = ckpt_path or ""
+    return ckpt_path
+
+
+def trainer_plugins(cfg: DictConfig) -> list:
+    """``trainer.plugins`` plus visdet's atomic checkpoint writer (unless another
+    ``CheckpointIO`` is given) and, under SLURM, Lightning's SLURM environment with the
+    requeue of ``cfg.slurm`` (``auto_requeue``, ``requeue_signal``)."""
+    given = cfg.trainer.get("plugins")
+    plugins = list(instantiate(given)) if given else []
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        plugins.append(AtomicCheckpointIO())
+    if SLURMEnvironment.detect() and not any(isinstance(p, ClusterEnvironment) for p in plugins):
+        slurm = cfg.get("slurm") or {}
+        plugins.append(
+            SLURMEnvironment(
+                auto_requeue=bool(slurm.get("auto_requeue", True)),
+                requeue_signal=signal.Signals[str(slurm.get("requeue_signal", "SIGUSR1"))],
+            )
+        )
+    return plugins
+
+
+def _interrupt_callback(trainer: L.Trainer) -> InterruptCheckpoint | None:
+    return next((c for c in trainer.callbacks if isinstance(c, InterruptCheckpoint)), None)
+
+
+def _interrupted(stop: Interrupts, output_dir: Path, finished: bool):
+    callback = _interrupt_callback(stop.trainer) if stop.trainer is not None else None
+    saved = callback.saved if callback is not None else None
+    return stop.message(saved, finished, output_dir, has_callback=callback is not None)
+
+
+def _fit(cfg: DictConfig, task: FitTask, output_dir: Path, stop: Interrupts) -> dict:
+    ckpt_path = _resume_path(cfg)
     trust = bool(cfg.get("trust_pickled_checkpoint", False))
     if ckpt_path is not None:  # unsafe or corrupt: one line naming it, before any work
         load_weights_file(ckpt_path, "ckpt_path", trust, "trust_pickled_checkpoint")
@@ -70,19 +176,29 @@ def fit(cfg: DictConfig, task: FitTask) -> dict:
     start = time.perf_counter()
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
-    output_dir = Path(cfg.paths.output_dir)
     datamodule = instantiate(cfg.data)
     module = task.build_module(cfg, datamodule)
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         callbacks=instantiate_dict(cfg.get("callbacks")),
         logger=instantiate_dict(cfg.get("logger")) or False,
+        plugins=trainer_plugins(cfg),
     )
+    stop.trainer = trainer
     save_config(cfg, output_dir)
-    # visdet's checkpoints hold tensors, numbers, strings and containers only: resuming
-    # never unpickles code from a checkpoint file (unless trust_pickled_checkpoint=true)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=not trust)
-    metrics = task.collect(cfg, trainer, module, datamodule)
+    finished = False
+    try:
+        # visdet's checkpoints hold tensors, numbers, strings and containers only: resuming
+        # never unpickles code from a checkpoint file (unless trust_pickled_checkpoint=true)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=not trust)
+        if stop.signal is None:  # a signal Lightning ended fit on without raising
+            finished = True
+            metrics = task.collect(cfg, trainer, module, datamodule)
+    except SystemExit:  # Lightning's exit after a second Ctrl+C
+        if stop.signal is None:
+            raise
+    if stop.signal is not None:
+        raise _interrupted(stop, output_dir, finished)
     metrics["time_s"] = round(time.perf_counter() - start, 1)
     _write_and_report(metrics, output_dir, task.report)
     return metrics

@@ -26,19 +26,26 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from visdet.callbacks.interrupt import RunInterrupted
 from visdet.config.validate import ConfigError
 from visdet.data.coco import DatasetError
 from visdet.io.atomic_write import write_text_atomic
 from visdet.lightning import NonFiniteLossError
+from visdet.lightning.atomic_checkpoint import CheckpointWriteError
 from visdet.models.weights.checkpoint_state import WeightsFileError
+from visdet.runs.run_dir import RunDirError
 
 log = logging.getLogger(__name__)
 
 ERROR_FILE = "job_error.json"
 CONFIG_ERRORS = (ConfigError, InstantiationException)
 # FloatingPointError: a non-finite encoder loss; ConnectionError: a weights URL not fetched;
-# WeightsFileError: a checkpoint that is corrupt or would need unsafe unpickling
+# WeightsFileError: a checkpoint that is corrupt or would need unsafe unpickling;
+# RunDirError: an output directory not writable, in use, or holding a run not resumed;
+# CheckpointWriteError: a checkpoint not written (disk full), the previous one kept
 TRAINING_ERRORS = (
+    RunDirError,
+    CheckpointWriteError,
     NonFiniteLossError,
     DatasetError,
     FileNotFoundError,
@@ -83,14 +90,17 @@ def metric_value(metrics: dict, name: str) -> float:
     return float("nan") if value is None else float(value)
 
 
-def exit_with(message: str) -> NoReturn:
+def exit_with(message: str, status: int = 1) -> NoReturn:
     """Write ``message`` to the run's log file (which then says why it stopped) and exit with
-    it (status 1): the terminal shows it once, from the exit."""
+    it (status 1, or ``status``): the terminal shows it once, from the exit."""
     record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (message,), None)
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
             handler.handle(record)
-    sys.exit(message)
+    if status == 1:
+        sys.exit(message)
+    print(message, file=sys.stderr, flush=True)
+    sys.exit(status)
 
 
 def run_tool(
@@ -119,6 +129,8 @@ def run_job(
 
     Single run (``multirun`` False): returns the value (nan if absent); a config or training
     error exits with its message (``SystemExit``, status 1); other exceptions propagate.
+    A run stopped by SIGTERM or SIGINT (``RunInterrupted``) exits with its line and status
+    128 + signal number, also in a multirun (the sweep stops).
     Multirun: any ``Exception`` is recorded in ``<job_dir>/job_error.json`` (status, error
     type, message, traceback) and logged, and the job returns None so the sweep goes on; a
     finished job whose metric is absent or nan returns None too (a failed Optuna trial).
@@ -132,10 +144,14 @@ def run_job(
             return metric_value(train_fn(cfg), name)
         except (*CONFIG_ERRORS, *TRAINING_ERRORS) as e:
             exit_with(error_message(e))
+        except RunInterrupted as e:
+            exit_with(e.message, e.status)
     job_dir = Path(HydraConfig.get().runtime.output_dir if job_dir is None else job_dir)
     (job_dir / ERROR_FILE).unlink(missing_ok=True)  # left by an earlier sweep in this dir
     try:
         value = metric_value(train_fn(cfg), name)
+    except RunInterrupted as e:
+        exit_with(e.message, e.status)
     except Exception as e:
         record_failure(job_dir, e)
         return None

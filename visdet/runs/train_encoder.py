@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 TOP_LEVEL = frozenset({
     "encoder", "data", "model", "optim", "sched", "trainer", "callbacks", "logger", "paths",
     "hydra", "seed", "task_name", "optimized_metric", "ckpt_path", "trust_pickled_checkpoint",
-    "tags", "experiment", "debug",
+    "resume_if_exists", "slurm", "tags", "experiment", "debug",
 })  # fmt: skip
 REQUIRED = ("encoder", "data", "model", "optim", "trainer")
 
