@@ -47,7 +47,8 @@ class InterruptCheckpoint(L.Callback):
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if isinstance(exception, SIGTERMException) and trainer.state.fn == TrainerFn.FITTING:
-            trainer.save_checkpoint(self.path)  # every rank calls it; rank 0 writes
+            # the full state (optimizer, schedule, loops); every rank calls it, rank 0 writes
+            trainer.save_checkpoint(self.path, weights_only=False)
             self.saved = self.path
             log.info("interrupted: saved step %d to %s", trainer.global_step, self.path)
 
