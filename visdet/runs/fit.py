@@ -8,7 +8,6 @@ the current step and end the run with one line (visdet/callbacks/interrupt.py)."
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -30,6 +29,7 @@ from visdet.callbacks.interrupt import InterruptCheckpoint, Interrupts
 from visdet.config.launch import is_rank_zero, keep_file_logs_on_rank_zero
 from visdet.config.validate import TOP_LEVEL, TRAIN_GROUPS, validate_config
 from visdet.io.atomic_write import write_text_atomic
+from visdet.io.strict_json import dumps_strict
 from visdet.lightning.atomic_checkpoint import AtomicCheckpointIO
 from visdet.models.weights.checkpoint_state import load_weights_file
 from visdet.runs.resume import resolve_ckpt_path
@@ -219,5 +219,6 @@ def save_config(cfg: DictConfig, output_dir: Path) -> None:
 
 @rank_zero_only
 def _write_and_report(metrics: dict, output_dir: Path, report: Callable) -> None:
-    write_text_atomic(output_dir / "metrics.json", json.dumps(metrics, indent=2))
+    # strict JSON (a NaN metric, e.g. mAP of a size with no objects, is written as null)
+    write_text_atomic(output_dir / "metrics.json", dumps_strict(metrics))
     report(metrics, output_dir)

@@ -1,0 +1,23 @@
+"""JSON that every reader accepts: NaN and infinities (which Python's json writes as bare
+``NaN``/``Infinity``, invalid JSON) become ``null``."""
+
+from __future__ import annotations
+
+import json
+import math
+
+
+def finite_or_none(value):
+    """``value`` with every non-finite float inside dicts, lists and tuples replaced by None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    return value
+
+
+def dumps_strict(value, indent: int | None = 2) -> str:
+    """Strict JSON text of ``value`` (non-finite floats as null)."""
+    return json.dumps(finite_or_none(value), indent=indent, allow_nan=False)
