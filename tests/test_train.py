@@ -139,6 +139,7 @@ def test_progressive_resizing_through_train(tmp_path):
     assert sizes == [32.0, 32.0, 32.0, 32.0, 64.0, 64.0]  # 2 steps per epoch: 32, 32, 64
 
 
+@pytest.mark.slow  # subprocess runs of several seconds: make test-full
 def test_resuming_from_a_malicious_checkpoint_stops_before_it_runs(tmp_path):
     import os
 

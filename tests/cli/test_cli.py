@@ -47,6 +47,7 @@ def test_unknown_command_and_feature_tool_list_the_valid_ones(capsys):
     assert "expected one of extract, preview, got 'nope'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # subprocess runs of several seconds: make test-full
 def test_subcommand_help_is_the_tools_hydra_app():
     via_visdet = visdet("train", "--help")
     assert via_visdet.returncode == 0, via_visdet.stderr

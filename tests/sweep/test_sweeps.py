@@ -82,6 +82,7 @@ def test_optuna_search_runs_the_trials_and_writes_a_summary(tmp_path):
     assert float(best["val/mAP"]) == max(values)
 
 
+@pytest.mark.slow  # subprocess runs of several seconds: make test-full
 def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
     out, sweep_dir = sweep(tmp_path, "data.batch_size=0,4")
     assert out.returncode == 0, out.stderr[-3000:]  # at least one job completed
@@ -133,6 +134,7 @@ def test_optuna_search_goes_on_after_failed_trials(tmp_path):
     assert all("data.batch_size must be >= 1" in r["error"] for r in rows)
 
 
+@pytest.mark.slow  # subprocess runs of several seconds: make test-full
 def test_a_single_run_still_stops_with_one_line_and_writes_no_sweep_files(tmp_path):
     args = tiny_overrides(tmp_path, "data.batch_size=0", f"hydra.run.dir={tmp_path / 'run'}")
     out = run_train_py(args)
