@@ -81,3 +81,15 @@ def test_file_logs_are_kept_on_rank_zero_only(clean_env, tmp_path):
         assert not (tmp_path / "train.log").exists()
     finally:
         root.removeHandler(handler)
+
+
+def test_a_second_run_in_a_directory_keeps_the_first_runs_hydra_copy(tmp_path, monkeypatch):
+    from visdet.config.launch import hydra_subdir
+
+    for var in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(var, raising=False)
+    assert hydra_subdir(str(tmp_path)) == ".hydra"
+    (tmp_path / ".hydra").mkdir()
+    assert hydra_subdir(str(tmp_path)).startswith(".hydra-")
+    monkeypatch.setenv("RANK", "1")
+    assert hydra_subdir(str(tmp_path)) is None
