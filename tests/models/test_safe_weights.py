@@ -15,6 +15,7 @@ from visdet.models.lora import LoRAConfig, inject_lora, load_adapters, save_adap
 from visdet.models.weights.checkpoint_state import (
     UnsafeWeightsError,
     WeightsFileError,
+    allowing_plain_data,
     load_weights_file,
     read_state_dict,
 )
@@ -69,13 +70,24 @@ def test_a_malicious_pickle_is_refused_before_it_runs(evil, how):
     assert not marker.exists()
 
 
-def test_the_message_names_the_key_file_and_the_setting(evil):
+def test_the_message_names_the_key_file_and_what_the_file_refers_to(evil):
     path, marker = evil
     with pytest.raises(UnsafeWeightsError) as info:
         load_weights_file(path, "ckpt_path", allow_pickle_key="trust_pickled_checkpoint")
     message = str(info.value)
     assert message.startswith(f"ckpt_path: {path} needs arbitrary unpickling")
-    assert "trust_pickled_checkpoint=true" in message and "\n" not in message
+    assert "refers to posix.system" in message and "\n" not in message
+    assert "trust_pickled_checkpoint" not in message  # the setting would not help
+    assert not marker.exists()
+
+
+def test_even_an_opted_in_file_never_runs_code(evil):
+    path, marker = evil
+    with pytest.raises(UnsafeWeightsError, match="refers to posix.system"):
+        load_weights_file(path, "ckpt_path", allow_pickle=True, allow_pickle_key="trust")
+    refused = pytest.raises(UnsafeWeightsError, match="refers to posix.system")
+    with refused, allowing_plain_data(path, "ckpt_path", "trust"):
+        torch.load(path, weights_only=True)
     assert not marker.exists()
 
 
@@ -85,12 +97,13 @@ def test_a_trusted_local_file_is_opted_in_with_a_warning_but_never_a_url(tmp_pat
     path = tmp_path / "old.pth"
     state = detector().backbone.state_dict()
     torch.save({"state_dict": state, "old_rng": np.arange(3)}, path)  # numpy: not weights_only
-    with pytest.raises(UnsafeWeightsError):
-        read_state_dict(str(path), "model.init_from")
+    numpy_data = r"holds numpy data beyond tensors.*set model.trust_pickled_weights=true"
+    with pytest.raises(UnsafeWeightsError, match=numpy_data):
+        read_state_dict(str(path), "model.init_from", False, "model.trust_pickled_weights")
     with caplog.at_level(logging.WARNING):
         backbone = detector().backbone
         init_backbone(backbone, str(path), allow_pickle=True)
-    assert "full unpickling (model.trust_pickled_weights=true)" in caplog.text
+    assert "holds numpy data beyond tensors; read with it allowed" in caplog.text
     torch.testing.assert_close(backbone.state_dict()["conv1.weight"], state["conv1.weight"])
     with pytest.raises(ValueError, match="local files only, never to URLs"):
         init_backbone(detector().backbone, path.as_uri(), allow_pickle=True)

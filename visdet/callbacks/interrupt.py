@@ -47,8 +47,9 @@ class InterruptCheckpoint(L.Callback):
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if isinstance(exception, SIGTERMException) and trainer.state.fn == TrainerFn.FITTING:
-            # the full state (optimizer, schedule, loops); every rank calls it, rank 0 writes
-            trainer.save_checkpoint(self.path, weights_only=False)
+            # the full state (optimizer, schedule, loops: Lightning's default); every rank
+            # calls it, rank 0 writes
+            trainer.save_checkpoint(self.path)
             self.saved = self.path
             log.info("interrupted: saved step %d to %s", trainer.global_step, self.path)
 

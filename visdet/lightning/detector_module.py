@@ -44,8 +44,9 @@ class DetectorModule(TrainingModule):
         backbone: ``{"weights": PATH_OR_URL}``: a torchvision ResNet ImageNet checkpoint
             loaded strictly into the backbone before ``init_from``.
         trust_pickled_weights: read a local ``init_from`` / ``backbone.weights`` file that
-            needs full unpickling (your own old trusted file; logs a warning; never for
-            URLs). Otherwise weights are read with ``weights_only=True`` or safetensors.
+            also holds numpy data (your own older file; logs a warning; never for URLs).
+            Weights are always read with ``weights_only=True`` or safetensors: nothing in a
+            file can run code.
         lora: LoRA settings (``pattern``, ``rank``, ``alpha``, ``dropout``,
             ``train_modules``): adapters are injected after ``init_from``; validation runs
             with merged adapters; ``lora_adapters.pt`` (adapters only) is written at the end

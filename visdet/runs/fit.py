@@ -8,6 +8,7 @@ the current step and end the run with one line (visdet/callbacks/interrupt.py)."
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -31,7 +32,7 @@ from visdet.config.validate import TOP_LEVEL, TRAIN_GROUPS, validate_config
 from visdet.io.atomic_write import write_text_atomic
 from visdet.io.strict_json import dumps_strict
 from visdet.lightning.atomic_checkpoint import AtomicCheckpointIO
-from visdet.models.weights.checkpoint_state import load_weights_file
+from visdet.models.weights.checkpoint_state import allowing_plain_data, load_weights_file
 from visdet.runs.resume import resolve_ckpt_path
 from visdet.runs.run_dir import (
     RunDirError,
@@ -189,8 +190,14 @@ def _fit(cfg: DictConfig, task: FitTask, output_dir: Path, stop: Interrupts) -> 
     finished = False
     try:
         # visdet's checkpoints hold tensors, numbers, strings and containers only: resuming
-        # never unpickles code from a checkpoint file (unless trust_pickled_checkpoint=true)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=not trust)
+        # never unpickles code (trust_pickled_checkpoint=true also allows numpy data)
+        allowed = (
+            allowing_plain_data(ckpt_path, "ckpt_path", "trust_pickled_checkpoint")
+            if trust and ckpt_path is not None
+            else contextlib.nullcontext()
+        )
+        with allowed:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         if stop.signal is None:  # a signal Lightning ended fit on without raising
             finished = True
             metrics = task.collect(cfg, trainer, module, datamodule)

@@ -34,8 +34,8 @@ class GeneralEncoder(nn.Module):
             EncoderModule ``.ckpt``, a state dict with ``backbone.*`` keys, or a torchvision
             ResNet ImageNet state dict, or a .safetensors file); see
             visdet.models.weights.pretrained.init_backbone. Read without unpickling code.
-        trust_pickled_weights: read a local ``init_from`` that needs full unpickling (your
-            own old trusted file; logs a warning; never for URLs).
+        trust_pickled_weights: read a local ``init_from`` that also holds numpy data (your
+            own older file; logs a warning; never for URLs); nothing that could run code.
     """
 
     def __init__(
