@@ -156,3 +156,19 @@ def test_corrupt_files_end_with_one_line_naming_them(tmp_path, damage):
         init_detector(detector(), str(path))
     assert str(info.value).startswith(f"model.init_from: {path} is not a readable")
     assert "\n" not in str(info.value)
+
+
+def test_the_resume_check_refuses_without_loading_and_names_corrupt_files(evil, tmp_path):
+    from visdet.models.weights.checkpoint_state import check_weights_file
+
+    path, marker = evil
+    with pytest.raises(UnsafeWeightsError, match="refers to posix.system"):
+        check_weights_file(path, "ckpt_path")
+    good = tmp_path / "good.ckpt"
+    torch.save({"state_dict": detector().state_dict(), "epoch": 1}, good)
+    check_weights_file(good, "ckpt_path")  # a visdet-style checkpoint passes
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(good.read_bytes()[:1000])
+    with pytest.raises(WeightsFileError, match=r"ckpt_path: .*cut.ckpt is not a readable"):
+        check_weights_file(cut, "ckpt_path")
+    assert not marker.exists()

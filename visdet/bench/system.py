@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import torch
 
 from visdet.bench.measure import peak_memory_mb, summarize, time_ms
+from visdet.bench.schema import new_result
 from visdet.config.presets import build_detector
 from visdet.data import DetectionAugment, DetectionDataModule, ShapesSource
 
@@ -43,14 +44,10 @@ def _batch(batch_size: int, size: int, device: str, seed: int = 0):
 
 
 def _result(component: str, case: str, batch: int, input: str, params: int, **fields) -> dict:
-    base = {
-        "component": component, "group": "system", "impl": "visdet", "case": case,
-        "batch_size": batch, "input": input, "params": params, "flops": None, "macs": None,
-        "forward_ms": None, "forward_backward_ms": None, "peak_memory_mb": None,
-        "memory_kind": None, "throughput": None, "extra": {},
-    }  # fmt: skip
-    base.update(fields)
-    return base
+    """A system result (schema.new_result with group "system", impl "visdet")."""
+    return new_result(
+        component, "system", "visdet", case, batch_size=batch, input=input, params=params, **fields
+    )
 
 
 def train_throughput(

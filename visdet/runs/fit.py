@@ -32,7 +32,7 @@ from visdet.config.validate import TOP_LEVEL, TRAIN_GROUPS, validate_config
 from visdet.io.atomic_write import write_text_atomic
 from visdet.io.strict_json import dumps_strict
 from visdet.lightning.atomic_checkpoint import AtomicCheckpointIO
-from visdet.models.weights.checkpoint_state import allowing_plain_data, load_weights_file
+from visdet.models.weights.checkpoint_state import allowing_plain_data, check_weights_file
 from visdet.runs.resume import resolve_ckpt_path
 from visdet.runs.run_dir import (
     RunDirError,
@@ -167,7 +167,7 @@ def _fit(cfg: DictConfig, task: FitTask, output_dir: Path, stop: Interrupts) -> 
     ckpt_path = _resume_path(cfg)
     trust = bool(cfg.get("trust_pickled_checkpoint", False))
     if ckpt_path is not None:  # unsafe or corrupt: one line naming it, before any work
-        load_weights_file(ckpt_path, "ckpt_path", trust, "trust_pickled_checkpoint")
+        check_weights_file(ckpt_path, "ckpt_path", trust, "trust_pickled_checkpoint")
     keep_file_logs_on_rank_zero()
     # Lightning notices that a module (not the datamodule) transforms batches: intended.
     warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")

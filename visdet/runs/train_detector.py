@@ -52,15 +52,18 @@ def collect(cfg: DictConfig, trainer, module, datamodule) -> dict:
     # last validation of fit; a run that never validated (max_epochs below
     # check_val_every_n_epoch, test=false) validates its final weights now
     evaluated = "last validation during fit"
+    best_loaded = False
     if cfg.get("test", True) and not trainer.fast_dev_run:
         trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=True)
         results = dict(module.last_results)
+        best_loaded = True  # the module now holds the best checkpoint's weights
         evaluated = f"{Path(best).name if best else 'final weights'} tested on the val split"
     elif not results and not trainer.fast_dev_run:
         trainer.validate(module, datamodule=datamodule)
         results = dict(module.last_results)
         evaluated = "final weights validated after fit"
-    weights = write_detector_weights(cfg, trainer, module, datamodule, best)
+    load_from = None if best_loaded else best
+    weights = write_detector_weights(cfg, trainer, module, datamodule, load_from, best)
     last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     return {
         "evaluated": evaluated,
@@ -79,16 +82,19 @@ def collect(cfg: DictConfig, trainer, module, datamodule) -> dict:
     }
 
 
-def write_detector_weights(cfg, trainer, module, datamodule, best: str | None) -> str | None:
-    """``model.safetensors`` beside the checkpoints: the best checkpoint's detector weights
-    (the current ones without a best checkpoint), with the resolved config and class names
-    in its metadata. Rank zero writes it; returns its path."""
+def write_detector_weights(
+    cfg, trainer, module, datamodule, load_from: str | None, source: str | None
+) -> str | None:
+    """``model.safetensors`` beside the checkpoints: the detector's weights (read from the
+    checkpoint ``load_from`` when the module does not hold them already), with the resolved
+    config, class names and ``source`` checkpoint in its metadata. Rank zero writes it;
+    returns its path."""
     if trainer.fast_dev_run:
         return None
     path = Path(cfg.paths.output_dir) / "checkpoints" / "model.safetensors"
     if trainer.is_global_zero:
-        if best:
-            state = load_weights_file(best, "best checkpoint")["state_dict"]
+        if load_from:
+            state = load_weights_file(load_from, "best checkpoint")["state_dict"]
             state = {
                 k[len("detector.") :]: v for k, v in state.items() if k.startswith("detector.")
             }
@@ -102,7 +108,7 @@ def write_detector_weights(cfg, trainer, module, datamodule, best: str | None) -
             {
                 "config": OmegaConf.to_container(resolved, resolve=True),
                 "classes": list(getattr(val_set, "class_names", [])),
-                "source_checkpoint": best,
+                "source_checkpoint": source,
             },
         )
     return str(path)

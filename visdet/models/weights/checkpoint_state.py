@@ -141,6 +141,24 @@ def load_weights_file(
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def check_weights_file(
+    path: str | Path, key: str, allow_pickle: bool = False, allow_pickle_key: str | None = None
+) -> None:
+    """``load_weights_file``'s refusals without loading the tensors: reads only the pickle
+    of a ``torch.save`` zip file (a checkpoint that is about to be loaded anyway, e.g. by
+    Lightning on resume). A legacy or unreadable file is read in full to say what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{key}: checkpoint not found: {path}")
+    try:
+        names = list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    except Exception:  # noqa: BLE001 - not a readable zip: the full read names the problem
+        load_weights_file(path, key, allow_pickle, allow_pickle_key)
+        return
+    if names:
+        _check_globals(path, names, key, allow_pickle, allow_pickle_key)
+
+
 def read_state_dict(
     path: str, key: str = "init_from", allow_pickle: bool = False, allow_pickle_key=None
 ) -> dict[str, Tensor]:
