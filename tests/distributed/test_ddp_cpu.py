@@ -41,6 +41,7 @@ def steps(probe, stage):
     return [r for r in probe["records"] if r["stage"] == stage]
 
 
+@pytest.mark.slow  # a subprocess run of several seconds: make test-full
 def test_two_processes_train_in_one_output_directory(ddp_run):
     tmp_path, proc, probes = ddp_run
     assert {p["world_size"] for p in probes.values()} == {2}

@@ -33,6 +33,7 @@ def first_logged_lr(job_dir):
     return next(float(r.split(",")[col]) for r in lines[1:] if r.split(",")[col])
 
 
+@pytest.mark.slow  # a subprocess run of several seconds: make test-full
 def test_basic_sweep_runs_each_job_in_its_own_dir_and_writes_a_summary(tmp_path):
     out, sweep_dir = sweep(tmp_path, "optim.lr=0.01,0.02")
     assert out.returncode == 0, out.stderr[-3000:]
@@ -58,6 +59,7 @@ def test_basic_sweep_runs_each_job_in_its_own_dir_and_writes_a_summary(tmp_path)
     assert "sweep summary" in out.stdout and "| optim.lr |" in out.stdout
 
 
+@pytest.mark.slow  # a subprocess run of several seconds: make test-full
 def test_optuna_search_runs_the_trials_and_writes_a_summary(tmp_path):
     out, sweep_dir = sweep(
         tmp_path, "hparams_search=faster_rcnn_optuna", "hydra.sweeper.n_trials=2", drop=["optim.lr"]
