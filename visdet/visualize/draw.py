@@ -1,0 +1,135 @@
+"""Draw detection boxes with class-coloured labels on a PIL image.
+
+Line width and font size scale with the image (readable from about 200 px to 4000 px); each
+label ("name 0.87") sits on a filled background in the class colour with black or white text,
+whichever contrasts more, and always inside the image: above the box, or inside it at its top
+edge when there is no room above.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+GOLDEN_RATIO_CONJUGATE = 0.618033988749895
+
+
+def class_color(index: int) -> tuple[int, int, int]:
+    """A stable RGB colour for class ``index``; neighbouring indices get far-apart hues
+    (golden-ratio steps around the colour wheel, alternating two brightness levels)."""
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+        raise TypeError(f"class_color: index must be an int, got {type(index).__name__}")
+    index = int(index)
+    hue = (index * GOLDEN_RATIO_CONJUGATE) % 1.0
+    value = 0.95 if index % 2 == 0 else 0.75
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, value)
+    return (round(r * 255), round(g * 255), round(b * 255))
+
+
+def text_color(background: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black on light backgrounds, white on dark ones (ITU-R BT.601 luma)."""
+    r, g, b = background
+    return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 140 else (255, 255, 255)
+
+
+def line_width_for(width: int, height: int) -> int:
+    """Box outline width in pixels: 1 px at 200 px images, about 9 px at 4000x3000."""
+    return max(1, round(math.sqrt(width * height) / 370))
+
+
+def font_size_for(width: int, height: int) -> int:
+    """Label font size in pixels: 11 px (the minimum) at 200 px, about 58 px at 4000x3000."""
+    return max(11, round(math.sqrt(width * height) / 60))
+
+
+def draw_boxes(
+    image: Image.Image,
+    boxes,
+    labels,
+    names: Sequence[str],
+    scores=None,
+) -> Image.Image:
+    """Return an RGB copy of ``image`` with the boxes drawn.
+
+    Args:
+        image: any PIL image (converted to RGB; the original is not changed).
+        boxes: [N,4] xyxy in image pixels (sequence, numpy array or tensor).
+        labels: [N] class indices; they pick the colour (``class_color``).
+        names: [N] strings written in the labels.
+        scores: [N] or None; when given the label reads "name 0.87".
+    """
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"draw_boxes: image must be a PIL.Image.Image, got {type(image).__name__}")
+    box_array = _as_numpy(boxes, "boxes").astype(np.float64)
+    if box_array.size == 0:
+        box_array = box_array.reshape(0, 4)
+    if box_array.ndim != 2 or box_array.shape[1] != 4:
+        raise ValueError(f"draw_boxes: boxes must have shape [N,4], got {list(box_array.shape)}")
+    n = box_array.shape[0]
+    label_array = _as_numpy(labels, "labels").reshape(-1)
+    names = list(names)
+    score_array = None if scores is None else _as_numpy(scores, "scores").reshape(-1)
+    for arg, length in (("labels", len(label_array)), ("names", len(names))):
+        if length != n:
+            raise ValueError(f"draw_boxes: {arg} has {length} entries, boxes has {n}")
+    if score_array is not None and len(score_array) != n:
+        raise ValueError(f"draw_boxes: scores has {len(score_array)} entries, boxes has {n}")
+    if not np.isfinite(box_array).all():
+        raise ValueError("draw_boxes: boxes contain NaN or infinite coordinates")
+
+    canvas = image.convert("RGB")
+    if canvas is image:
+        canvas = image.copy()
+    if n == 0:
+        return canvas
+    width, height = canvas.size
+    line_width = line_width_for(width, height)
+    font = ImageFont.load_default(size=font_size_for(width, height))
+    draw = ImageDraw.Draw(canvas)
+    for i in range(n):
+        x1, y1, x2, y2 = box_array[i]
+        x1, x2 = sorted((x1, x2))
+        y1, y2 = sorted((y1, y2))
+        color = class_color(int(label_array[i]))
+        draw.rectangle((x1, y1, x2, y2), outline=color, width=line_width)
+        text = str(names[i]) if score_array is None else f"{names[i]} {float(score_array[i]):.2f}"
+        _draw_label(draw, text, font, color, (x1, y1), (width, height))
+    return canvas
+
+
+def _draw_label(
+    draw: ImageDraw.ImageDraw,
+    text: str,
+    font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
+    color: tuple[int, int, int],
+    box_top_left: tuple[float, float],
+    image_size: tuple[int, int],
+) -> None:
+    """Filled label rectangle above the box (or inside its top edge), kept inside the image."""
+    width, height = image_size
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    pad = max(1, round((bottom - top) * 0.15))
+    label_w = right - left + 2 * pad
+    label_h = bottom - top + 2 * pad
+    x, y = box_top_left
+    y = y - label_h if y - label_h >= 0 else y
+    x = min(max(x, 0.0), max(width - label_w, 0))
+    y = min(max(y, 0.0), max(height - label_h, 0))
+    draw.rectangle((x, y, x + label_w - 1, y + label_h - 1), fill=color)
+    draw.text((x + pad - left, y + pad - top), text, fill=text_color(color), font=font)
+
+
+def _as_numpy(values, arg: str) -> np.ndarray:
+    """A numpy view of a sequence, numpy array or tensor (tensors are detached, moved to CPU)."""
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    try:
+        return np.asarray(values)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"draw_boxes: {arg} must be array-like, got {type(values).__name__}"
+        ) from error
