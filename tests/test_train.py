@@ -42,11 +42,20 @@ def test_tiny_run_trains_and_writes_metrics(tmp_path, capsys):
     weights = run / "checkpoints" / "model.safetensors"
     assert written["weights"] == str(weights)
     meta = read_metadata(weights)
-    assert meta["classes"] == ["rectangle", "circle", "triangle", "cross"]
+    description = meta["visdet"]
+    names = ["rectangle", "circle", "triangle", "cross"]
+    assert description["classes"] == [{"id": i + 1, "name": n} for i, n in enumerate(names)]
+    assert description["preprocessing"] == {"min_size": 64, "max_size": 1333, "antialias": True}
+    assert description["config"]["data"]["num_classes"] == 4
     assert meta["source_checkpoint"] == written["best_checkpoint"]
-    detector = instantiate(OmegaConf.create(meta["config"]).model.detector)
+    detector = instantiate(OmegaConf.create(description["detector"]))
     detector.load_state_dict(read_state_dict(str(weights)), strict=True)
-    best = torch.load(written["best_checkpoint"], weights_only=True)["state_dict"]
+    best_ckpt = torch.load(written["best_checkpoint"], weights_only=True)
+    assert best_ckpt["visdet"] == description  # every checkpoint describes itself
+    best = best_ckpt["state_dict"]
+    # the validation loss is logged beside val/mAP
+    assert all(k in metrics["last_fit_metrics"] for k in ("val/loss", "val/loss_cls"))
+    assert metrics["last_fit_metrics"]["val/loss"] > 0
     torch.testing.assert_close(
         detector.roi_heads.box_predictor.cls_score.weight,
         best["detector.roi_heads.box_predictor.cls_score.weight"],

@@ -10,8 +10,10 @@ import torch
 from torch import nn
 
 from visdet.data.augment import DetectionAugment
+from visdet.lightning.model_description import with_classes
 from visdet.lightning.training_module import TrainingModule
 from visdet.metrics import CocoMeanAP
+from visdet.models.detectors.loss_mode import loss_mode
 from visdet.models.lora import LoRAConfig, LoRALayer, inject_lora, save_adapters
 from visdet.models.weights.pretrained import init_backbone, init_detector
 
@@ -51,6 +53,14 @@ class DetectorModule(TrainingModule):
             ``train_modules``): adapters are injected after ``init_from``; validation runs
             with merged adapters; ``lora_adapters.pt`` (adapters only) is written at the end
             of fit into the trainer's root directory.
+        val_loss: also log the validation loss (``val/loss`` and its terms): the training
+            losses computed on each validation batch (``visdet.models.detectors.loss_mode``:
+            normalisation layers in eval mode, seeded sampling), one more forward pass per
+            batch.
+
+    ``description`` (set by the training run, see visdet.runs.model_description) is stored
+    in every checkpoint under ``"visdet"``, completed with the validation set's class names
+    and category ids, so a checkpoint alone rebuilds the detector (visdet.inference).
     """
 
     def __init__(
@@ -65,6 +75,7 @@ class DetectorModule(TrainingModule):
         init_strict: bool = True,
         backbone: dict | None = None,
         trust_pickled_weights: bool = False,
+        val_loss: bool = True,
     ) -> None:
         super().__init__()
         self.param_groups_factory = param_groups
@@ -98,6 +109,8 @@ class DetectorModule(TrainingModule):
         self.val_metric: CocoMeanAP | None = None
         self.skipped_images = 0
         self.last_results: dict = {}
+        self.val_loss = val_loss
+        self.description: dict | None = None
 
     # -- data ---------------------------------------------------------------------------
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
@@ -140,18 +153,32 @@ class DetectorModule(TrainingModule):
             self.log(f"train/{name}", value, batch_size=bs)
         return loss
 
-    def _eval_step(self, batch) -> None:
+    def _eval_step(self, batch, batch_idx: int = 0, log_loss: bool = False) -> None:
         images, targets = batch
         if not images:
             return
+        if log_loss:
+            self._log_val_loss(images, targets, batch_idx)
         preds = self.detector(images)
         for p, t in zip(preds, targets, strict=True):
             (ih, iw), (oh, ow) = t["input_size"], t["orig_size"]
             p["boxes"] = p["boxes"] * p["boxes"].new_tensor([ow / iw, oh / ih, ow / iw, oh / ih])
         self._metric().update(preds, [t["image_id"] for t in targets])
 
+    def _log_val_loss(self, images, targets, batch_idx: int) -> None:
+        with loss_mode(self.detector, seed=batch_idx) as detector:
+            losses = detector(
+                images, [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets]
+            )
+        bs = len(images)
+        self.log("val/loss", sum(losses.values()), batch_size=bs, sync_dist=True)
+        for name, value in losses.items():
+            self.log(f"val/{name}", value, batch_size=bs, sync_dist=True)
+
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch)
+        self._eval_step(
+            batch, batch_idx, log_loss=self.val_loss and not self.trainer.sanity_checking
+        )
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._eval_step(batch)
@@ -190,6 +217,12 @@ class DetectorModule(TrainingModule):
     def on_test_epoch_end(self) -> None:
         self._log_metric("test")
         self._merge_adapters(False)
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self.description is not None:
+            checkpoint["visdet"] = with_classes(self.description, self.trainer.datamodule)
 
     # -- optimisation ---------------------------------------------------------------------
     def configure_optimizers(self):

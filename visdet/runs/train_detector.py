@@ -13,6 +13,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from visdet.lightning.model_description import describe, with_classes
 from visdet.models.weights.checkpoint_state import load_weights_file
 from visdet.models.weights.safetensors_file import save_weights
 from visdet.runs.fit import FitTask, best_checkpoint, fit
@@ -35,13 +36,15 @@ def build_module(cfg: DictConfig, datamodule):
     # optim.param_groups (optional) builds the groups; the rest of optim is the optimizer
     groups_cfg = cfg.optim.get("param_groups")
     optim_cfg = OmegaConf.masked_copy(cfg.optim, [k for k in cfg.optim if k != "param_groups"])
-    return instantiate(
+    module = instantiate(
         cfg.model,
         optimizer=instantiate(optim_cfg),
         scheduler=instantiate(cfg.sched) if cfg.get("sched") else None,
         augment=instantiate(cfg.aug),
         param_groups=instantiate(groups_cfg) if groups_cfg else None,
     )
+    module.description = describe(cfg)  # stored in every checkpoint (with the classes)
+    return module
 
 
 def collect(cfg: DictConfig, trainer, module, datamodule) -> dict:
@@ -86,8 +89,9 @@ def write_detector_weights(
     cfg, trainer, module, datamodule, load_from: str | None, source: str | None
 ) -> str | None:
     """``model.safetensors`` beside the checkpoints: the detector's weights (read from the
-    checkpoint ``load_from`` when the module does not hold them already), with the resolved
-    config, class names and ``source`` checkpoint in its metadata. Rank zero writes it;
+    checkpoint ``load_from`` when the module does not hold them already), with the model
+    description (visdet.lightning.model_description: config, classes, preprocessing) and the
+    ``source`` checkpoint in its metadata. Rank zero writes it;
     returns its path."""
     if trainer.fast_dev_run:
         return None
@@ -100,17 +104,8 @@ def write_detector_weights(
             }
         else:
             state = module.detector.state_dict()
-        val_set = getattr(datamodule, "val_set", None)
-        resolved = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-        save_weights(
-            state,
-            path,
-            {
-                "config": OmegaConf.to_container(resolved, resolve=True),
-                "classes": list(getattr(val_set, "class_names", [])),
-                "source_checkpoint": source,
-            },
-        )
+        description = with_classes(describe(cfg), datamodule)
+        save_weights(state, path, {"visdet": description, "source_checkpoint": source})
     return str(path)
 
 
