@@ -1,3 +1,13 @@
+from visdet.metrics.coco_eval import STAT_NAMES, CocoEvaluation, evaluate_coco
 from visdet.metrics.coco_map import CocoMeanAP, evaluate_detections
+from visdet.metrics.results_file import ResultsFileError, load_results
 
-__all__ = ["CocoMeanAP", "evaluate_detections"]
+__all__ = [
+    "STAT_NAMES",
+    "CocoEvaluation",
+    "CocoMeanAP",
+    "ResultsFileError",
+    "evaluate_coco",
+    "evaluate_detections",
+    "load_results",
+]

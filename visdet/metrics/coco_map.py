@@ -1,19 +1,15 @@
-"""COCO box mAP as a torchmetrics Metric whose compute runs pycocotools' COCOeval."""
+"""COCO box mAP as a torchmetrics Metric whose compute runs ``evaluate_coco`` (COCOeval)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 from collections import Counter
 
-import numpy as np
 import torch
-from pycocotools.cocoeval import COCOeval
 from torch import Tensor
 from torchmetrics import Metric
 
-from visdet.data.coco import load_coco
+from visdet.metrics.coco_eval import STAT_NAMES, evaluate_coco, prepare_ground_truth
 
 SUMMARY_NAMES = (
     "mAP",
@@ -50,7 +46,7 @@ class CocoMeanAP(Metric):
     def __init__(self, ann_file: str | os.PathLike, **kwargs) -> None:
         super().__init__(**kwargs)
         self.ann_file = str(ann_file)
-        self.coco_gt = _positive_annotation_ids(load_coco(ann_file))
+        self.coco_gt = prepare_ground_truth(ann_file)
         self.cat_ids = sorted(self.coco_gt.getCatIds())
         self.add_state("boxes", default=[], dist_reduce_fx="cat")
         self.add_state("scores", default=[], dist_reduce_fx="cat")
@@ -107,69 +103,26 @@ def evaluate_detections(
     image_ids: Tensor,
     seen_ids: list[int],
 ) -> dict:
-    """Run COCOeval (bbox) on detections given as flat tensors."""
-    coco_gt = _positive_annotation_ids(coco_gt)
+    """COCO box evaluation (``evaluate_coco``) of detections given as flat tensors: ``boxes``
+    [D, 4] xyxy, ``scores`` [D], ``labels`` [D] in 1..K (label k = ``cat_ids[k - 1]``),
+    ``image_ids`` [D]; only the images ``seen_ids`` count. Stats absent for COCOeval (-1)
+    and classes without ground truth are nan."""
     results = {name: float("nan") for name in SUMMARY_NAMES}
     results["per_class"] = {coco_gt.cats[c].get("name", str(c)): float("nan") for c in cat_ids}
     if not seen_ids:
         return results
-    xywh = boxes.clone()
+    xywh = boxes.detach().double().cpu().reshape(-1, 4).clone()
     xywh[:, 2:] -= xywh[:, :2]
     dets = [
-        {
-            "image_id": int(i),
-            "category_id": cat_ids[int(lab) - 1],
-            "bbox": [float(v) for v in b],
-            "score": float(s),
-        }
-        for i, lab, b, s in zip(image_ids, labels, xywh, scores, strict=True)
-    ]
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_dt = coco_gt.loadRes(dets) if dets else _empty_results(coco_gt)
-        ev = COCOeval(coco_gt, coco_dt, "bbox")
-        ev.params.imgIds = seen_ids
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    stats = [float(v) for v in ev.stats]
-    results.update(
-        {
-            name: (v if v >= 0 else float("nan"))
-            for name, v in zip(SUMMARY_NAMES, stats, strict=True)
-        }
-    )
-    precision = ev.eval["precision"]  # [T, R, K, A, M]
-    for k, cat in enumerate(cat_ids):
-        p = precision[:, :, k, 0, -1]
-        p = p[p > -1]
-        results["per_class"][coco_gt.cats[cat].get("name", str(cat))] = (
-            float(np.mean(p)) if p.size else float("nan")
+        {"image_id": i, "category_id": cat_ids[lab - 1], "bbox": b, "score": s}
+        for i, lab, b, s in zip(
+            image_ids.tolist(), labels.tolist(), xywh.tolist(), scores.tolist(), strict=True
         )
+    ]
+    evaluation = evaluate_coco(coco_gt, dets, "bbox", image_ids=seen_ids)
+    for name, stat in zip(SUMMARY_NAMES, STAT_NAMES, strict=True):
+        value = evaluation.stats[stat]
+        results[name] = value if value >= 0 else float("nan")
+    for row in evaluation.per_class:
+        results["per_class"][row["name"]] = row["AP"] if row["AP"] >= 0 else float("nan")
     return results
-
-
-def _positive_annotation_ids(coco_gt):
-    """COCOeval marks a match by storing the ground truth's id and tests it with ``> 0``: an
-    annotation with id 0 (or a non-integer id) would never count as found. Such files are
-    renumbered 1..N in file order (in this COCO object; the file is not touched)."""
-    anns = coco_gt.dataset["annotations"]
-    if all(isinstance(a["id"], int) and a["id"] > 0 for a in anns):
-        return coco_gt
-    for new_id, a in enumerate(anns, start=1):
-        a["id"] = new_id
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt.createIndex()
-    return coco_gt
-
-
-def _empty_results(coco_gt):
-    from pycocotools.coco import COCO
-
-    empty = COCO()
-    empty.dataset = {
-        "images": list(coco_gt.dataset["images"]),
-        "annotations": [],
-        "categories": list(coco_gt.dataset["categories"]),
-    }
-    empty.createIndex()
-    return empty
