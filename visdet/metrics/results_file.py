@@ -122,7 +122,7 @@ def _checked(entry, iou_type: str) -> tuple[dict | None, str | None]:
     if "bbox" in entry or iou_type == "bbox":
         box = entry.get("bbox")
         if (
-            not isinstance(box, (list, tuple))
+            not isinstance(box, (list, tuple, np.ndarray))
             or len(box) != 4
             or not all(_is_finite(v) for v in box)
         ):
