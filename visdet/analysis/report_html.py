@@ -107,10 +107,19 @@ def _stats_table(stats: Mapping[str, float]) -> str:
             raise TypeError(f"stats[{key!r}]: expected a number, got {value!r}")
         rows.append(
             f"<tr><td>{escape(str(key))}</td>{_number_cell(format_metric(value))}"
-            f"<td>{escape(STATS.get(key, ''))}</td></tr>"
+            f"<td>{escape(_stat_meaning(str(key)))}</td></tr>"
         )
     rows.append("</table>")
     return "\n".join(rows)
+
+
+def _stat_meaning(key: str) -> str:
+    if key in STATS:
+        return STATS[key]
+    for prefix, what in (("AP_", "AP"), ("AR_", "AR, 100 detections")):
+        if key.startswith(prefix):
+            return f"{what}, area range {key[len(prefix) :]}"
+    return ""
 
 
 def _per_class_table(per_class: Sequence[dict]) -> str:
