@@ -225,3 +225,16 @@ def test_plot_is_a_png(tmp_path, k):
     with Image.open(path) as im:
         assert im.format == "PNG"
         assert im.width > 2 * im.height * 0.9 and im.height >= 300
+
+
+def test_tensors_are_accepted():
+    torch = pytest.importorskip("torch")
+    gt = [{"boxes": torch.tensor([[0.0, 0, 10, 10]]), "labels": torch.tensor([1])}]
+    dets = [
+        {
+            "boxes": torch.tensor([[0.0, 0, 10, 10], [50, 50, 60, 60]]),
+            "labels": torch.tensor([1, 0]),
+            "scores": torch.tensor([0.9, 0.8]),
+        }
+    ]
+    np.testing.assert_array_equal(confusion_matrix(gt, dets, 2), [[0, 0, 0], [0, 1, 0], [1, 0, 0]])

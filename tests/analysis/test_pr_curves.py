@@ -109,3 +109,11 @@ def test_plot_of_80_classes(tmp_path):
     plot_pr_curves(ev.eval["precision"], ev.params.recThrs, ev.params.iouThrs, names, path)
     with Image.open(path) as im:
         assert im.format == "PNG" and im.width >= 1900 and im.height >= 1900
+
+
+def test_no_classes():
+    pts = pr_curve_points(
+        np.zeros((10, 101, 0, 4, 3)), np.linspace(0, 1, 101), np.linspace(0.5, 0.95, 10)
+    )
+    assert pts["ap"].shape == (0,) and pts["per_class_50"].shape == (0, 101)
+    assert np.isnan(pts["mean_50"]).all()
