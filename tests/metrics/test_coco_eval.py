@@ -12,7 +12,6 @@ from pycocotools.cocoeval import COCOeval
 from tests.metrics.coco_synth import make_annotations, make_results, renumbered, write_json
 from visdet.data.coco import load_coco
 from visdet.metrics.coco_eval import (
-    AUTO_BACKEND,
     STAT_NAMES,
     evaluate_coco,
     faster_coco_eval_installed,
@@ -144,7 +143,7 @@ def test_empty_results(files, backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("ids", [(0, 5), (3, 3)])
-def test_annotation_ids_zero_or_repeated_are_renumbered_in_a_copy(tmp_path, backend, ids):
+def test_ids_zero_or_repeated_and_missing_iscrowd_are_fixed_in_a_copy(tmp_path, backend, ids):
     images = [{"id": 0, "file_name": "a.jpg", "width": 50, "height": 50}]
     anns = [
         {"id": ids[0], "image_id": 0, "category_id": 2, "bbox": [5, 5, 20, 20], "area": 400},
@@ -156,7 +155,8 @@ def test_annotation_ids_zero_or_repeated_are_renumbered_in_a_copy(tmp_path, back
     else:
         with contextlib.redirect_stdout(io.StringIO()):
             gt = COCO()
-            gt.dataset = {**data, "annotations": [{**a, "iscrowd": 0} for a in anns]}
+            no_area = {k: v for k, v in anns[1].items() if k != "area"}
+            gt.dataset = {**data, "annotations": [anns[0], no_area]}  # no iscrowd, no area
             gt.createIndex()
     dets = [
         {"image_id": 0, "category_id": 2, "bbox": [5, 5, 20, 20], "score": 0.9},
@@ -171,9 +171,10 @@ def test_annotation_ids_zero_or_repeated_are_renumbered_in_a_copy(tmp_path, back
 def test_json_summary_and_auto_backend(files):
     _, dets, gt_path, _ = files
     result = evaluate_coco(gt_path, dets, area_ranges={"tiny": (0, 64)})
-    assert result.backend == AUTO_BACKEND == resolve_backend("auto")
+    auto = "faster_coco_eval" if faster_coco_eval_installed() else "pycocotools"
+    assert result.backend == auto == resolve_backend("auto")
     summary = json.loads(json.dumps(result.to_json(), allow_nan=False))
-    assert summary["image_ids"] == 12 and summary["backend"] == AUTO_BACKEND
+    assert summary["image_ids"] == 12 and summary["backend"] == auto
     assert set(summary["stats"]) == {*STAT_NAMES, "AP_tiny", "AR_tiny"}
     assert summary["per_class"][0]["category_id"] == 1
     assert summary["area_ranges"]["tiny"] == [0.0, 64.0]

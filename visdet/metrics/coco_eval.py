@@ -4,9 +4,10 @@ and a list of results, with the 12 COCO stats, extra area ranges and per-class n
 ``evaluate_coco`` is what ``visdet eval``, training's final report (``CocoMeanAP``) and the
 analysis tools call. It takes care of pycocotools' pitfalls: annotation ids that are 0,
 non-integer or repeated (COCOeval marks a match by storing the ground truth's id and tests it
-with ``> 0``, and indexes annotations by id; such files are renumbered 1..N in a copy), its
-prints (silenced), ``loadRes`` of an empty list (an empty results object instead), and results
-naming unknown images or categories (``ResultsFileError`` from ``results_file.load_results``).
+with ``> 0``, and indexes annotations by id; such files are renumbered 1..N in a copy),
+annotations without ``iscrowd`` or ``area`` (filled in the copy), its prints (silenced),
+``loadRes`` of an empty list (an empty results object instead), and results naming unknown
+images or categories (``ResultsFileError`` from ``results_file.load_results``).
 """
 
 from __future__ import annotations
@@ -50,15 +51,14 @@ COCO_AREA_RANGES: dict[str, tuple[float, float]] = {
 IOU_TYPES = ("bbox", "segm")
 BACKENDS = ("pycocotools", "faster_coco_eval")
 
-# "auto" = pycocotools, by measurement. faster-coco-eval 1.8.0 (installed from its binary
-# wheel) gives the same stats and per-class values as pycocotools (|diff| <= 1e-12) on the
-# generated test files (crowd regions, category-id gaps, images without annotations, an
-# annotation id 0, empty results, tiny boxes, an extra area range), but it is not a dependency
-# of visdet (an optional extra, `pip install visdet[fast-eval]`), so "auto" cannot count on
-# it; and at 5,000 images it was slower than pycocotools on this 2-core machine end to end
-# (scripts/bench_cocoeval.py: the Python conversion of both datasets dominates). Choose it
-# explicitly with backend="faster_coco_eval" where it measures faster.
-AUTO_BACKEND = "pycocotools"
+# "auto" = faster-coco-eval when it can be imported, else pycocotools; decided by measurement.
+# faster-coco-eval 1.8.0 gives the same stats and per-class values as pycocotools' COCOeval:
+# within 1e-9 in tests/metrics/test_coco_eval.py (crowd regions, category-id gaps, images
+# without annotations, annotation ids 0 and repeated, empty results, tiny boxes, an extra area
+# range, bbox and segm), and within 2.2e-16 on real files (cocoapi's fake bbox/segm results on
+# 100 val2014 images, coco128, raccoon, MMDetection's edge-case samples). It was 7-8x faster on
+# those 100 images and BENCH_SPEEDUP on 5,000 (scripts/bench_cocoeval.py, 2 CPU cores).
+AUTO_PREFERENCE = ("faster_coco_eval", "pycocotools")
 
 
 @dataclass
@@ -112,23 +112,25 @@ def faster_coco_eval_installed() -> bool:
 
 
 def resolve_backend(backend: str) -> str:
-    """``"auto"`` -> ``AUTO_BACKEND``; checks the name and that the package is installed."""
+    """``"auto"`` -> the first installed of ``AUTO_PREFERENCE``; checks the name and that the
+    package is installed."""
     if backend == "auto":
-        return AUTO_BACKEND
+        return "faster_coco_eval" if faster_coco_eval_installed() else "pycocotools"
     if backend not in BACKENDS:
         raise ValueError(f"backend must be 'auto' or one of {BACKENDS}, got {backend!r}")
     if backend == "faster_coco_eval" and not faster_coco_eval_installed():
         raise ValueError(
             "backend 'faster_coco_eval' needs the faster-coco-eval package "
-            "(pip install 'visdet[fast-eval]'); use backend='pycocotools'"
+            "(pip install faster-coco-eval); use backend='pycocotools'"
         )
     return backend
 
 
 def prepare_ground_truth(coco_gt: COCO | str | os.PathLike) -> COCO:
-    """A pycocotools COCO object ready for COCOeval: loaded (and checked) if a path; if any
-    annotation id is not a positive integer, or ids repeat, a copy with the annotations
-    renumbered 1..N in file order (the given object and file are not touched)."""
+    """A pycocotools COCO object ready for COCOeval: loaded (and checked) if a path. If any
+    annotation id is not a positive integer, or ids repeat, or an annotation lacks ``iscrowd``
+    or ``area`` (COCOeval reads both), a copy with the annotations renumbered 1..N in file
+    order, ``iscrowd`` 0 and ``area`` w x h where missing (the given object is not touched)."""
     if isinstance(coco_gt, (str, os.PathLike)):
         coco_gt = load_coco(coco_gt)
     if not isinstance(coco_gt, COCO):
@@ -139,16 +141,25 @@ def prepare_ground_truth(coco_gt: COCO | str | os.PathLike) -> COCO:
     anns = coco_gt.dataset.get("annotations", [])
     ids = [a.get("id") for a in anns]
     positive = all(type(i) is int and i > 0 for i in ids)  # not bool, not float, not str
-    if positive and len(set(ids)) == len(ids):
+    complete = all("iscrowd" in a and "area" in a for a in anns)
+    if positive and complete and len(set(ids)) == len(ids):
         return coco_gt
-    renumbered = COCO()
-    renumbered.dataset = {
+    fixed = COCO()
+    fixed.dataset = {
         **coco_gt.dataset,
-        "annotations": [{**a, "id": new_id} for new_id, a in enumerate(anns, start=1)],
+        "annotations": [
+            {
+                **a,
+                "id": new_id,
+                "iscrowd": a.get("iscrowd", 0),
+                "area": a["area"] if "area" in a else float(a["bbox"][2] * a["bbox"][3]),
+            }
+            for new_id, a in enumerate(anns, start=1)
+        ],
     }
     with contextlib.redirect_stdout(io.StringIO()):
-        renumbered.createIndex()
-    return renumbered
+        fixed.createIndex()
+    return fixed
 
 
 def area_ranges_with_coco(
@@ -208,7 +219,7 @@ def evaluate_coco(
         area_ranges: extra area ranges (name -> (lo, hi) in pixels squared) or new bounds for
             COCO's; reported as ``AP_<name>`` and ``AR_<name>``.
         backend: "pycocotools" (the reference), "faster_coco_eval" or "auto" (see
-            ``AUTO_BACKEND``).
+            ``AUTO_PREFERENCE``).
     """
     if iou_type not in IOU_TYPES:
         raise ValueError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
