@@ -13,6 +13,10 @@ from typing import NamedTuple
 
 from torch import Tensor, nn
 
+# torchvision's GeneralizedRCNNTransform and MMDetection's test pipeline (Resize 1333x800,
+# keep_ratio): short side 800, long side at most 1333, bilinear without antialiasing
+DEFAULT_PREPROCESSING = {"min_size": 800, "max_size": 1333, "antialias": False}
+
 
 @dataclass(frozen=True)
 class Converter:
@@ -27,6 +31,10 @@ class Converter:
         convert: the state dict in the family's visdet parameter names.
         check: settings of a built detector that differ from the source framework's (each
             logged as a warning after loading); None = nothing to check.
+        preprocessing: the source framework's inference resize, applied to each image before
+            a detector loaded from this format (visdet.inference): ``min_size`` (short side),
+            ``max_size`` (long side cap), ``antialias``; default torchvision's and
+            MMDetection's 800/1333 without antialiasing.
     """
 
     name: str
@@ -35,6 +43,7 @@ class Converter:
     matches: Callable[[dict[str, Tensor]], bool]
     convert: Callable[[dict[str, Tensor]], dict[str, Tensor]]
     check: Callable[[nn.Module], list[str]] | None = None
+    preprocessing: dict[str, object] = field(default_factory=lambda: dict(DEFAULT_PREPROCESSING))
 
 
 class BenchInput(NamedTuple):

@@ -89,17 +89,29 @@ def init_detector(
     allow_pickle_key: str = "model.trust_pickled_weights",
 ) -> LoadReport:
     """Load ``path_or_url`` (any format above) into ``detector``; logs the summary."""
-    family = family_of(detector)
     state = _read(path_or_url, key, allow_pickle, allow_pickle_key)
+    return load_detector_state(detector, state, path_or_url, strict, key)[0]
+
+
+def load_detector_state(
+    detector: nn.Module,
+    state: dict[str, Tensor],
+    source: str,
+    strict: bool = True,
+    key: str = "model.init_from",
+) -> tuple[LoadReport, str]:
+    """``init_detector`` of a state dict already read from ``source`` (a path or URL, for
+    messages); returns the report and the format that matched (``checkpoint_format``)."""
+    family = family_of(detector)
     try:
         fmt = checkpoint_format(state, detector)
         weights = detector_weights(state, fmt, family)
     except ValueError as e:
-        raise ValueError(f"{key}: {path_or_url}: {e}") from None
+        raise ValueError(f"{key}: {source}: {e}") from None
     report = load_state(
         detector,
         weights,
-        f"{key}: {path_or_url} ({fmt} format)",
+        f"{key}: {source} ({fmt} format)",
         strict=strict,
         reinit_prefixes=family.class_specific,
         strict_key="model.init_strict",
@@ -114,7 +126,7 @@ def init_detector(
                 converter.framework,
                 difference,
             )
-    return report
+    return report, fmt
 
 
 def backbone_weights(state: dict[str, Tensor], backbone: Backbone) -> tuple[str, dict]:
