@@ -227,7 +227,7 @@ def evaluate_coco(
     ranges = area_ranges_with_coco(area_ranges)
     gt = prepare_ground_truth(coco_gt)
     dets = load_results(results, gt, iou_type, annotations_name=_name(coco_gt))
-    img_ids = _image_ids(gt, image_ids)
+    img_ids = evaluated_image_ids(gt, image_ids)
     cat_ids = sorted(gt.getCatIds())
     run = _run_pycocotools if backend == "pycocotools" else _run_faster_coco_eval
     start = time.perf_counter()
@@ -303,7 +303,8 @@ def _mean_valid(values: np.ndarray) -> float:
     return float(np.mean(valid)) if valid.size else -1.0
 
 
-def _image_ids(gt: COCO, image_ids) -> list[int]:
+def evaluated_image_ids(gt: COCO, image_ids: list[int] | None) -> list[int]:
+    """Sorted unique ``image_ids`` (all images of ``gt`` for None), each checked to exist."""
     known = gt.getImgIds()
     if image_ids is None:
         return sorted(known)
