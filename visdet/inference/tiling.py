@@ -6,6 +6,12 @@ side shorter than ``size`` gives tiles as long as that side). Each tile is predi
 whole image (resized by the detector's preprocessing, batched), its boxes are shifted back to
 the image, a pass over the full image is added when ``full_image``, and everything is merged by
 class-wise NMS (``visdet.ops.batched_nms`` at ``nms_thresh``), highest scores first.
+
+A tile sees only a piece of an object its border cuts. After the NMS, a box that touches an
+inner tile border (within ``CUT_MARGIN`` px; image borders do not count) is dropped when a box
+of the same class that touches none (found whole, in another tile or in the full-image pass)
+covers more than ``nms_thresh`` of its area. Pieces of an object that no pass sees whole (larger
+than a tile, with ``full_image`` off) remain, one per tile.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from torch import Tensor
 from visdet.ops import batched_nms
 
 MIN_TILE_SIZE = 32
+CUT_MARGIN = 2.0  # px: a box this close to an inner tile border may be a cut piece
 
 
 @dataclass(frozen=True)
@@ -106,27 +113,50 @@ def predict_tiled(
     if windows == [(0, 0, width, height)]:
         return predict([image])[0]
     if settings.full_image:
-        windows.append((0, 0, width, height))
+        windows.append((0, 0, width, height))  # no inner borders: its boxes count as whole
     crops = [image[:, y1:y2, x1:x2] for x1, y1, x2, y2 in windows]
-    preds = predict(crops)
-    offsets = [(float(x1), float(y1)) for x1, y1, _, _ in windows]
-    return merge_tile_predictions(preds, offsets, settings.nms_thresh)
+    return merge_tile_predictions(predict(crops), windows, (height, width), settings.nms_thresh)
 
 
 def merge_tile_predictions(
-    preds: list[dict[str, Tensor]], offsets: list[tuple[float, float]], nms_thresh: float
+    preds: list[dict[str, Tensor]],
+    windows: list[tuple[int, int, int, int]],
+    image_size: tuple[int, int],
+    nms_thresh: float,
 ) -> dict[str, Tensor]:
-    """Shift each tile's boxes by its (x, y) offset, concatenate, and keep what class-wise
-    NMS at ``nms_thresh`` keeps (decreasing score)."""
-    if len(preds) != len(offsets):
-        raise ValueError(f"{len(preds)} tile predictions for {len(offsets)} offsets")
-    boxes = torch.cat(
-        [
-            p["boxes"] + p["boxes"].new_tensor([dx, dy, dx, dy])
-            for p, (dx, dy) in zip(preds, offsets)
-        ]
-    )
+    """Merge the predictions of tiles ``windows`` (x1, y1, x2, y2) of an image of
+    ``image_size`` (H, W): boxes shifted by their window's origin, class-wise NMS at
+    ``nms_thresh``, then cut pieces dropped (see the module docstring). Decreasing score."""
+    if len(preds) != len(windows):
+        raise ValueError(f"{len(preds)} tile predictions for {len(windows)} windows")
+    height, width = image_size
+    boxes, cut = [], []
+    for pred, (x1, y1, x2, y2) in zip(preds, windows):
+        shifted = pred["boxes"] + pred["boxes"].new_tensor([x1, y1, x1, y1])
+        boxes.append(shifted)
+        cut.append(
+            ((shifted[:, 0] <= x1 + CUT_MARGIN) & (x1 > 0))
+            | ((shifted[:, 1] <= y1 + CUT_MARGIN) & (y1 > 0))
+            | ((shifted[:, 2] >= x2 - CUT_MARGIN) & (x2 < width))
+            | ((shifted[:, 3] >= y2 - CUT_MARGIN) & (y2 < height))
+        )
+    boxes_all, cut_all = torch.cat(boxes), torch.cat(cut)
     scores = torch.cat([p["scores"] for p in preds])
     labels = torch.cat([p["labels"] for p in preds])
-    keep = batched_nms(boxes, scores, labels, nms_thresh)
-    return {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}
+    keep = batched_nms(boxes_all, scores, labels, nms_thresh)
+    keep = keep[~_covered_pieces(boxes_all[keep], labels[keep], cut_all[keep], nms_thresh)]
+    return {"boxes": boxes_all[keep], "scores": scores[keep], "labels": labels[keep]}
+
+
+def _covered_pieces(boxes: Tensor, labels: Tensor, cut: Tensor, thresh: float) -> Tensor:
+    """bool [N]: cut boxes more than ``thresh`` of whose area lies inside an uncut box of the
+    same class."""
+    if not cut.any() or cut.all():
+        return torch.zeros_like(cut)
+    low = torch.maximum(boxes[:, None, :2], boxes[None, :, :2])
+    high = torch.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+    inter = (high - low).clamp(min=0).prod(dim=2)  # [N, N]: piece i, whole j
+    area = (boxes[:, 2:] - boxes[:, :2]).clamp(min=0).prod(dim=1)
+    covers = (inter > thresh * area[:, None]) & (labels[:, None] == labels[None, :])
+    covers &= ~cut[None, :]
+    return cut & covers.any(dim=1)
