@@ -15,7 +15,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str | None, str]] = {
     "train": ("visdet.cli.train", "train a detector (conf/train.yaml)"),
     "eval": (None, "evaluate a trained detector on a dataset"),
-    "predict": (None, "run a trained detector on images"),
+    "predict": ("visdet.cli.predict", "run a trained detector on images"),
     "export": ("visdet.cli.export", "export an encoder to TorchScript / AOTInductor with a spec"),
     "bench": ("visdet.cli.bench", "benchmark components ('bench compare', 'bench report')"),
     "data": (None, "check, convert and preview datasets"),
