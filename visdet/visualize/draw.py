@@ -37,8 +37,8 @@ def text_color(background: tuple[int, int, int]) -> tuple[int, int, int]:
 
 
 def line_width_for(width: int, height: int) -> int:
-    """Box outline width in pixels: 1 px at 200 px images, about 9 px at 4000x3000."""
-    return max(1, round(math.sqrt(width * height) / 370))
+    """Box outline width in pixels: 1 px at 200 px images, 2 px at 640x480, 12 px at 4000x3000."""
+    return max(1, round(math.sqrt(width * height) / 300))
 
 
 def font_size_for(width: int, height: int) -> int:
