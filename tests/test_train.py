@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from tiny_runs import tiny_cfg
@@ -12,7 +13,13 @@ from tiny_runs import tiny_cfg
 from visdet.lightning import DetectorModule, NonFiniteLossError
 from visdet.models.weights.checkpoint_state import read_state_dict
 from visdet.models.weights.safetensors_file import read_metadata
+from visdet.runs.evaluate import run_eval
 from visdet.runs.train_detector import train
+
+
+def eval_cfg(*overrides):
+    with initialize_config_module(config_module="visdet.conf", version_base="1.3"):
+        return compose("eval", overrides=list(overrides))
 
 
 def read_losses(run_dir):
@@ -24,7 +31,7 @@ def read_losses(run_dir):
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_tiny_run_trains_and_writes_metrics(tmp_path, capsys):
-    metrics = train(tiny_cfg(tmp_path))
+    metrics = train(tiny_cfg(tmp_path, "analysis=true"))
     run = tmp_path / "run"
     text = (run / "metrics.json").read_text()
     assert "NaN" not in text  # strict JSON: a metric without objects of that size is null
@@ -53,6 +60,18 @@ def test_tiny_run_trains_and_writes_metrics(tmp_path, capsys):
     best_ckpt = torch.load(written["best_checkpoint"], weights_only=True)
     assert best_ckpt["visdet"] == description  # every checkpoint describes itself
     best = best_ckpt["state_dict"]
+    # visdet eval's outputs for the tested checkpoint, and visdet eval of that checkpoint
+    # (no other argument: the data comes from its stored config) gives the same numbers
+    report = json.loads((run / "evaluation" / "metrics.json").read_text())
+    assert report["bbox"]["AP"] == pytest.approx(metrics["val/mAP"], abs=1e-12)
+    assert (run / "evaluation" / "report.html").is_file()
+    evaluated = run_eval(
+        eval_cfg(f"ckpt={written['best_checkpoint']}", f"paths.output_dir={run}/e")
+    )
+    for ours, theirs in (("AP", "mAP"), ("AP50", "mAP50"), ("AR100", "mAR_100")):
+        assert evaluated["bbox"][ours] == pytest.approx(metrics[f"val/{theirs}"], abs=1e-12)
+    detections = json.loads((run / "e" / "detections.json").read_text())
+    assert {d["category_id"] for d in detections} <= {1, 2, 3, 4}
     # the validation loss is logged beside val/mAP
     assert all(k in metrics["last_fit_metrics"] for k in ("val/loss", "val/loss_cls"))
     assert metrics["last_fit_metrics"]["val/loss"] > 0

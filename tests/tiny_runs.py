@@ -43,6 +43,7 @@ def tiny_overrides(tmp_path, *extra):
         "optim.lr=0.01",
         "~callbacks.progress_bar",
         "+trainer.enable_progress_bar=false",
+        "analysis=false",  # the evaluation report: tests/test_train.py turns it on
     ]
     if any(e.startswith("sched=") for e in extra):
         overrides.remove("sched.warmup_steps=2")

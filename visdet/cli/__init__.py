@@ -14,7 +14,7 @@ from collections.abc import Sequence
 # name -> (module whose ``main`` is the tool, one-line description); None = not built yet
 COMMANDS: dict[str, tuple[str | None, str]] = {
     "train": ("visdet.cli.train", "train a detector (conf/train.yaml)"),
-    "eval": (None, "evaluate a trained detector on a dataset"),
+    "eval": ("visdet.cli.eval", "evaluate a checkpoint or a COCO results file (plots, report)"),
     "predict": ("visdet.cli.predict", "run a trained detector on images"),
     "export": ("visdet.cli.export", "export an encoder to TorchScript / AOTInductor with a spec"),
     "bench": ("visdet.cli.bench", "benchmark components ('bench compare', 'bench report')"),

@@ -36,6 +36,7 @@ TOP_LEVEL = {
     "resume_if_exists",
     "slurm",
     "test",
+    "analysis",
     "tags",
     "experiment",
     "debug",

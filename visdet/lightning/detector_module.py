@@ -109,6 +109,7 @@ class DetectorModule(TrainingModule):
         self.val_metric: CocoMeanAP | None = None
         self.skipped_images = 0
         self.last_results: dict = {}
+        self.last_detections: list[dict] | None = None  # COCO results of the last evaluation
         self.val_loss = val_loss
         self.description: dict | None = None
 
@@ -187,6 +188,7 @@ class DetectorModule(TrainingModule):
         metric = self._metric()
         results = metric.compute()
         metric.reset()
+        self.last_detections = results.pop("detections", None)
         self.last_results = results
         # compute() gathers every process's detections, so each process logs the same
         # values (no further reduction; every rank's checkpoint callback sees the monitor)

@@ -106,7 +106,8 @@ def evaluate_detections(
     """COCO box evaluation (``evaluate_coco``) of detections given as flat tensors: ``boxes``
     [D, 4] xyxy, ``scores`` [D], ``labels`` [D] in 1..K (label k = ``cat_ids[k - 1]``),
     ``image_ids`` [D]; only the images ``seen_ids`` count. Stats absent for COCOeval (-1)
-    and classes without ground truth are nan."""
+    and classes without ground truth are nan; ``detections`` holds the detections as COCO
+    results (xywh, category ids), for the evaluation report."""
     results = {name: float("nan") for name in SUMMARY_NAMES}
     results["per_class"] = {coco_gt.cats[c].get("name", str(c)): float("nan") for c in cat_ids}
     if not seen_ids:
@@ -119,6 +120,7 @@ def evaluate_detections(
             image_ids.tolist(), labels.tolist(), xywh.tolist(), scores.tolist(), strict=True
         )
     ]
+    results["detections"] = dets
     evaluation = evaluate_coco(coco_gt, dets, "bbox", image_ids=seen_ids)
     for name, stat in zip(SUMMARY_NAMES, STAT_NAMES, strict=True):
         value = evaluation.stats[stat]

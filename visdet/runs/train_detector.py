@@ -13,9 +13,12 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from visdet.io.atomic_write import write_text_atomic
+from visdet.io.strict_json import dumps_strict
 from visdet.lightning.model_description import describe, with_classes
 from visdet.models.weights.checkpoint_state import load_weights_file
 from visdet.models.weights.safetensors_file import save_weights
+from visdet.runs.evaluation_report import EvalSettings, write_evaluation
 from visdet.runs.fit import FitTask, best_checkpoint, fit
 
 log = logging.getLogger(__name__)
@@ -67,6 +70,7 @@ def collect(cfg: DictConfig, trainer, module, datamodule) -> dict:
         evaluated = "final weights validated after fit"
     load_from = None if best_loaded else best
     weights = write_detector_weights(cfg, trainer, module, datamodule, load_from, best)
+    analysis = write_analysis(cfg, trainer, module, datamodule, evaluated)
     last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     return {
         "evaluated": evaluated,
@@ -77,6 +81,7 @@ def collect(cfg: DictConfig, trainer, module, datamodule) -> dict:
         "best_checkpoint": best,
         "last_checkpoint": str(last) if last.is_file() else None,
         "weights": weights,
+        "analysis": analysis,
         "skipped_images": module.skipped_images,
         "skipped_files": list(getattr(datamodule, "skipped_files", [])),
         "trainable_params": sum(p.numel() for p in module.parameters() if p.requires_grad),
@@ -107,6 +112,23 @@ def write_detector_weights(
         description = with_classes(describe(cfg), datamodule)
         save_weights(state, path, {"visdet": description, "source_checkpoint": source})
     return str(path)
+
+
+def write_analysis(cfg, trainer, module, datamodule, evaluated: str) -> str | None:
+    """The evaluation outputs of ``visdet eval`` (per-class table, PR curves, confusion
+    matrix, error breakdown, report.html: visdet.runs.evaluation_report) for the final
+    detections on the validation split, in ``<run>/evaluation/``; rank zero writes them.
+    Returns the folder (None when ``analysis=false`` or nothing was evaluated)."""
+    detections = module.last_detections
+    val_set = getattr(datamodule, "val_set", None)
+    if not cfg.get("analysis", True) or detections is None or val_set is None:
+        return None
+    out = Path(cfg.paths.output_dir) / "evaluation"
+    if trainer.is_global_zero:
+        settings = EvalSettings(extra={"source": {"evaluated": evaluated}})
+        write_text_atomic(out / "detections.json", dumps_strict(detections))
+        write_evaluation(val_set.coco, detections, out, val_set.image_dir, settings, f"{evaluated}")
+    return str(out)
 
 
 def _peak_memory_mb(module) -> dict[str, float]:

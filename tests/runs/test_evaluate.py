@@ -1,0 +1,108 @@
+"""``visdet eval`` on a COCO results file: the outputs, numbers equal to pycocotools' COCOeval
+run here, the gallery, and one-line errors for results that do not fit the annotations."""
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_module
+from metrics.coco_synth import make_annotations, make_results, write_json
+from PIL import Image
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from visdet.metrics.coco_eval import STAT_NAMES
+from visdet.metrics.results_file import ResultsFileError
+from visdet.runs.evaluate import run_eval
+
+
+def eval_cfg(*overrides):
+    with initialize_config_module(config_module="visdet.conf", version_base="1.3"):
+        return compose("eval", overrides=list(overrides))
+
+
+def pycocotools_stats(data: dict, results: list[dict]) -> np.ndarray:
+    for new_id, a in enumerate(data["annotations"], start=1):  # COCOeval needs ids > 0
+        a["id"] = new_id
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = data
+        gt.createIndex()
+        ev = COCOeval(gt, gt.loadRes(results), "bbox")
+        ev.evaluate(), ev.accumulate(), ev.summarize()
+    return ev.stats
+
+
+@pytest.fixture
+def results_files(tmp_path):
+    data = make_annotations(seed=0, num_images=12)
+    results = make_results(data, seed=1)
+    images = tmp_path / "images"
+    images.mkdir()
+    for info in data["images"]:
+        Image.new("RGB", (info["width"], info["height"]), (90, 120, 60)).save(
+            images / info["file_name"]
+        )
+    return (
+        data,
+        results,
+        write_json(tmp_path / "gt.json", data),
+        write_json(tmp_path / "dt.json", results),
+    )
+
+
+def test_results_file_evaluation_writes_every_output(tmp_path, results_files):
+    data, results, gt, dt = results_files
+    out = tmp_path / "out"
+    images = tmp_path / "images"
+    cfg = eval_cfg(f"paths.output_dir={out}", f"detections={dt}", f"annotations={gt}",
+                   f"images={images}", "+area_ranges.tiny=[0,64]")  # fmt: skip
+    metrics = run_eval(cfg)
+    written = json.loads((out / "metrics.json").read_text())
+    expected = pycocotools_stats(json.loads(json.dumps(data)), results)
+    for name, value in zip(STAT_NAMES, expected, strict=True):
+        assert written["bbox"][name] == pytest.approx(value, abs=1e-9)
+    assert "AP_tiny" in written["bbox"] and written["num_images"] == 12
+    per_class = {c["category_id"]: c for c in written["bbox"]["per_class"]}
+    assert set(per_class) == {1, 3, 7, 9} and per_class[9]["num_gt"] == 0
+    assert per_class[9]["AP"] == -1  # no ground truth: absent, as COCOeval says
+    assert set(written["tide"]["dAP"]) == {"cls", "loc", "both", "dupe", "bkg", "miss"}
+    assert metrics["bbox"]["AP"] == written["bbox"]["AP"]
+    for name in ("per_class.csv", "pr_curves.png", "confusion_matrix.png", "confusion_matrix.csv"):
+        assert (out / name).stat().st_size > 0
+    assert not (out / "detections.json").exists()  # only a checkpoint's are written
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/") >= 4  # two plots and at least one gallery pair
+    assert "http://" not in html and "https://" not in html
+    csv_rows = (out / "confusion_matrix.csv").read_text().splitlines()
+    assert len(csv_rows) == 1 + 4 + 1  # header, 4 classes, background
+
+
+def test_results_that_do_not_fit_the_annotations_are_refused(tmp_path, results_files):
+    data, results, gt, _ = results_files
+    bad = write_json(tmp_path / "bad.json", [*results, {**results[0], "image_id": 999}])
+    cfg = eval_cfg(f"paths.output_dir={tmp_path / 'o'}", f"detections={bad}", f"annotations={gt}")
+    with pytest.raises(ResultsFileError, match="999"):
+        run_eval(cfg)
+    with pytest.raises(ValueError, match="either ckpt=PATH"):
+        run_eval(eval_cfg(f"paths.output_dir={tmp_path / 'o'}"))
+    with pytest.raises(FileNotFoundError, match="missing.ckpt"):
+        run_eval(eval_cfg(f"paths.output_dir={tmp_path / 'o'}", f"ckpt={tmp_path}/missing.ckpt"))
+
+
+def test_cli_error_is_one_line(tmp_path, results_files):
+    data, results, gt, _ = results_files
+    bad = write_json(tmp_path / "bad.json", [{**results[0], "category_id": 42}])
+    proc = subprocess.run(
+        [sys.executable, "-m", "visdet", "eval", f"detections={bad}", f"annotations={gt}",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("eval failed: ") and "42" in last

@@ -1,0 +1,174 @@
+"""The run behind ``visdet eval``: evaluate a checkpoint on a dataset split, or any COCO
+results file against its annotations, and write the evaluation outputs
+(visdet.runs.evaluation_report) into the run directory.
+
+    visdet eval ckpt=PATH [data=coco data.source.root=DIR] [split=val] [tile.size=512 ...]
+    visdet eval detections=RESULTS.json annotations=GT.json [images=DIR] [iou_type=bbox]
+
+A checkpoint is evaluated on the data of its own run (the ``config`` stored in it) unless
+``data=`` selects another dataset; its detections are written to ``detections.json`` (COCO
+results format, the dataset's category ids).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from visdet.config.validate import validate_config
+from visdet.data.coco import CocoDetection, DatasetError, load_coco
+from visdet.data.datamodule import collate_detection
+from visdet.inference import Detector
+from visdet.inference.description import read_checkpoint
+from visdet.io.atomic_write import write_text_atomic
+from visdet.io.strict_json import dumps_strict
+from visdet.metrics.results_file import load_results
+from visdet.runs.evaluation_report import EvalSettings, write_evaluation
+
+log = logging.getLogger(__name__)
+
+TOP_LEVEL = {
+    "ckpt", "model", "num_classes", "data", "split", "device", "batch_size", "num_workers",
+    "score_thresh", "max_det", "tile", "detections", "annotations", "images", "iou_type",
+    "area_ranges", "backend", "confusion", "tide", "report", "paths", "hydra", "task_name",
+}  # fmt: skip
+SUMMARY_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
+
+
+def run_eval(cfg: DictConfig) -> dict:
+    """Evaluate as configured; returns what metrics.json holds."""
+    validate_config(cfg, top_level=TOP_LEVEL, required=())
+    start = time.perf_counter()
+    out = Path(cfg.paths.output_dir)
+    has_ckpt, has_results = cfg.get("ckpt") is not None, cfg.get("detections") is not None
+    if has_ckpt == has_results:
+        raise ValueError(
+            "give either ckpt=PATH (evaluate a checkpoint on a dataset) or "
+            "detections=RESULTS.json annotations=GT.json (evaluate a results file)"
+        )
+    settings = eval_settings(cfg)
+    if has_results:
+        if cfg.get("annotations") is None:
+            raise ValueError("detections= needs annotations=GT.json (the COCO annotation file)")
+        coco_gt = load_coco(cfg.annotations)
+        results = load_results(cfg.detections, coco_gt, settings.iou_types[0])
+        image_dir = cfg.get("images")
+        source = {"detections": str(cfg.detections), "annotations": str(cfg.annotations)}
+        title = f"Evaluation of {Path(cfg.detections).name}"
+    else:
+        detector = Detector.from_checkpoint(
+            cfg.ckpt, model=cfg.get("model"), num_classes=cfg.get("num_classes"),
+            device=cfg.get("device", "cpu"),
+        )  # fmt: skip
+        dataset = eval_dataset(cfg, detector)
+        coco_gt, image_dir = dataset.coco, dataset.image_dir
+        results = predict_dataset(detector, dataset, cfg)
+        write_text_atomic(out / "detections.json", dumps_strict(results))
+        source = {"checkpoint": str(cfg.ckpt), "annotations": str(dataset.ann_file)}
+        title = f"Evaluation of {Path(cfg.ckpt).name} on {Path(dataset.ann_file).name}"
+    settings = EvalSettings(**{**settings.__dict__, "extra": {"source": source}})
+    metrics = write_evaluation(coco_gt, results, out, image_dir, settings, title)
+    metrics["time_s"] = round(time.perf_counter() - start, 1)
+    write_text_atomic(out / "metrics.json", dumps_strict(metrics))
+    summary = " ".join(f"{k}={metrics['bbox'][k]:.4f}" for k in SUMMARY_KEYS if "bbox" in metrics)
+    print(f"eval: {summary} images={metrics['num_images']} -> {out}", flush=True)
+    return metrics
+
+
+def eval_settings(cfg: DictConfig) -> EvalSettings:
+    iou_type = cfg.get("iou_type", "bbox")
+    iou_types = tuple(iou_type) if OmegaConf.is_list(iou_type) else (str(iou_type),)
+    area = cfg.get("area_ranges")
+    confusion, tide, report = (cfg.get(k) or {} for k in ("confusion", "tide", "report"))
+    return EvalSettings(
+        iou_types=iou_types,
+        area_ranges=OmegaConf.to_container(area) if area is not None else None,
+        backend=cfg.get("backend", "auto"),
+        confusion_iou=float(confusion.get("iou_thresh", 0.5)),
+        confusion_score=float(confusion.get("score_thresh", 0.3)),
+        tide_pos=float(tide.get("pos_thresh", 0.5)),
+        tide_bg=float(tide.get("bg_thresh", 0.1)),
+        gallery=int(report.get("gallery", 12)),
+    )
+
+
+def eval_dataset(cfg: DictConfig, detector: Detector):
+    """The split ``cfg.split`` of ``cfg.data`` (``data=...`` on the command line) or of the
+    data config stored in the checkpoint; its categories must be the detector's."""
+    data_cfg = cfg.get("data")
+    if data_cfg is None:
+        description = read_checkpoint(cfg.ckpt).description or {}
+        stored = description.get("config", {}).get("data")
+        if stored is None:
+            raise ValueError(
+                f"ckpt {cfg.ckpt} stores no data config: choose the dataset with data=coco "
+                "data.source.root=DIR (or data=shapes)"
+            )
+        data_cfg = OmegaConf.create(stored)
+    if "source" not in data_cfg:
+        raise ValueError("data: expected a dataset config with a source (data=coco, data=shapes)")
+    source = instantiate(data_cfg.source)
+    source.prepare()  # the shapes dataset is generated if it is not there
+    split = cfg.get("split", "val")
+    splits = source.splits()
+    if split not in splits:
+        raise ValueError(f"split must be one of {sorted(splits)}, got {split!r}")
+    dataset = CocoDetection(
+        splits[split].ann_file, splits[split].image_dir, data_cfg.get("max_image_pixels")
+    )
+    if list(dataset.cat_ids) != list(detector.category_ids):
+        raise DatasetError(
+            f"{dataset.ann_file} has category ids {list(dataset.cat_ids)[:10]} but the "
+            f"detector's classes have ids {list(detector.category_ids)[:10]}"
+        )
+    return dataset
+
+
+def predict_dataset(detector: Detector, dataset, cfg: DictConfig) -> list[dict]:
+    """COCO results (xywh in original pixels, the dataset's category ids) for every image
+    of ``dataset``, in batches, with a progress bar; unreadable images are skipped (named)."""
+    loader = DataLoader(
+        dataset,
+        batch_size=int(cfg.get("batch_size", 8)),
+        num_workers=int(cfg.get("num_workers", 0)),
+        collate_fn=collate_detection,
+    )
+    tile = cfg.get("tile")
+    tile = OmegaConf.to_container(tile) if tile is not None else None
+    results, skipped = [], []
+    with tqdm(total=len(dataset), desc="eval", unit="img") as bar:
+        for batch in loader:
+            skipped += [f"{p} ({why})" for p, why in batch["skipped_files"]]
+            if batch["images"]:
+                preds = detector.predict(
+                    batch["images"],
+                    score_thresh=cfg.get("score_thresh"),
+                    batch_size=len(batch["images"]),
+                    tile=tile,
+                    max_det=cfg.get("max_det"),
+                )
+                for pred, target in zip(preds, batch["targets"], strict=True):
+                    results += coco_results(pred, target["image_id"])
+            bar.update(len(batch["images"]) + batch["skipped"])
+    if skipped:
+        log.warning("%d unreadable images were skipped: %s", len(skipped), "; ".join(skipped[:5]))
+    return results
+
+
+def coco_results(pred: dict, image_id: int) -> list[dict]:
+    """One image's prediction (``boxes`` xyxy, ``scores``, ``category_ids``) as COCO results."""
+    boxes = pred["boxes"].detach().to("cpu", torch.float64)
+    xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1).tolist()
+    scores = pred["scores"].detach().cpu().tolist()
+    return [
+        {"image_id": int(image_id), "category_id": int(c), "bbox": [round(v, 3) for v in b],
+         "score": round(float(s), 5)}
+        for b, s, c in zip(xywh, scores, pred["category_ids"], strict=True)
+    ]  # fmt: skip
