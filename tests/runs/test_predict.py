@@ -136,6 +136,8 @@ def test_list_source_classes_filter_and_no_images_saved(small_model, tmp_path):
         (["ckpt=null"], "ckpt: missing; pass ckpt=PATH"),
         (["save_txt=maybe"], "save_txt must be true or false"),
         (["tile={size: 8}"], "tile.size must be >= 32"),
+        (["batch_size=0"], "batch_size must be a positive int"),
+        (["device=cude"], "device: 'cude' is not a device name"),
     ],
 )
 def test_bad_options_stop_before_any_output(small_model, tmp_path, overrides, message):

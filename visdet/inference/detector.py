@@ -73,7 +73,7 @@ class Detector:
         ids = list(range(1, len(class_names) + 1)) if category_ids is None else list(category_ids)
         if len(ids) != len(class_names):
             raise ValueError(f"category_ids has {len(ids)} entries, class_names {len(class_names)}")
-        self.device = torch.device(device)
+        self.device = _checked_device(device)
         self.detector = detector.to(self.device).eval()
         self.class_names = list(class_names)
         self.category_ids = [int(i) for i in ids]
@@ -370,6 +370,17 @@ def _default_classes(path, classes, count) -> tuple[list[str], list[int]]:
     if len(names) != count:
         raise ValueError(f"classes has {len(names)} names, the detector has {count} classes")
     return [str(n) for n in names], list(range(1, count + 1))
+
+
+def _checked_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch.device; ValueError for a malformed name or a missing CUDA."""
+    try:
+        checked = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device: {device!r} is not a device name (cpu, cuda, cuda:1): {e}") from e
+    if checked.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device}: CUDA is not available on this machine; use device=cpu")
+    return checked
 
 
 def _check_positive_int(value, name: str) -> None:

@@ -66,6 +66,9 @@ def run_predict(cfg: DictConfig) -> dict:
     for key in BOOLEAN_OPTIONS:
         if not isinstance(cfg.get(key), bool):
             raise ValueError(f"{key} must be true or false, got {cfg.get(key)!r}")
+    batch_size = cfg.get("batch_size")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     tile = TileSettings.from_value(_plain(cfg.get("tile")))
     classes = _plain(cfg.get("classes"))
     if classes is not None and not isinstance(classes, (str, list)):
