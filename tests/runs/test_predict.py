@@ -149,3 +149,32 @@ def test_bad_options_stop_before_any_output(small_model, tmp_path, overrides, me
     with pytest.raises((ValueError, TypeError), match=message):
         run_predict(cfg)
     assert not (tmp_path / "run" / "predictions.json").exists()
+
+
+@pytest.mark.slow  # a one-epoch training run
+def test_predictions_of_a_trained_run_score_its_validation_map(tmp_path):
+    """visdet predict on a run's validation images, scored by pycocotools, gives the mAP the
+    run reported: same weights, same resize, boxes mapped back the same way."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    from tiny_runs import tiny_cfg
+
+    from visdet.runs.train_detector import train
+
+    metrics = train(tiny_cfg(tmp_path, "trainer.max_epochs=1"))
+    [dataset] = (tmp_path / "data").glob("shapes_*")
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    cfg = predict_config(tmp_path / "p", f"ckpt={ckpt}", f"source={dataset / 'val'}")
+    run_predict(cfg.copy())
+    records = json.loads((tmp_path / "p" / "run" / "predictions.json").read_text())
+    gt = COCO(str(dataset / "instances_val.json"))
+    ids = {Path(im["file_name"]).name: im["id"] for im in gt.dataset["images"]}
+    results = [{**r, "image_id": ids[r["file_name"]]} for r in records]
+    evaluation = COCOeval(gt, gt.loadRes(results), "bbox")
+    evaluation.evaluate()
+    evaluation.accumulate()
+    evaluation.summarize()
+    assert evaluation.stats[0] == pytest.approx(metrics["val/mAP"], abs=2e-4)
+    assert evaluation.stats[1] == pytest.approx(metrics["val/mAP50"], abs=2e-4)
