@@ -53,7 +53,8 @@ class Detector:
         device: where the detector runs (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
 
     Attributes: ``detector``, ``class_names``, ``category_ids``, ``num_classes``,
-    ``preprocessing``, ``device``.
+    ``preprocessing``, ``device``, ``description`` (the model description stored in the
+    checkpoint ``from_checkpoint`` read, or None).
     """
 
     def __init__(
@@ -81,6 +82,7 @@ class Detector:
         self.preprocessing = check_preprocessing(
             NO_RESIZE if preprocessing is None else preprocessing
         )
+        self.description: dict | None = None  # the file's stored model description, if any
 
     # -- construction ----------------------------------------------------------------------
     @classmethod
@@ -124,7 +126,9 @@ class Detector:
         if transform is not None and hasattr(transform, "resize_images"):
             transform.resize_images = False
         chosen = stored if preprocessing is None else preprocessing
-        return cls(detector, names, ids, chosen, device)
+        det = cls(detector, names, ids, chosen, device)
+        det.description = contents.description
+        return det
 
     # -- prediction -------------------------------------------------------------------------
     def predict(

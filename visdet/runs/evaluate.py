@@ -26,7 +26,6 @@ from visdet.config.validate import validate_config
 from visdet.data.coco import CocoDetection, DatasetError, load_coco
 from visdet.data.datamodule import collate_detection
 from visdet.inference import Detector
-from visdet.inference.description import read_checkpoint
 from visdet.io.atomic_write import write_text_atomic
 from visdet.io.strict_json import dumps_strict
 from visdet.metrics.results_file import load_results
@@ -104,8 +103,7 @@ def eval_dataset(cfg: DictConfig, detector: Detector):
     data config stored in the checkpoint; its categories must be the detector's."""
     data_cfg = cfg.get("data")
     if data_cfg is None:
-        description = read_checkpoint(cfg.ckpt).description or {}
-        stored = description.get("config", {}).get("data")
+        stored = (detector.description or {}).get("config", {}).get("data")
         if stored is None:
             raise ValueError(
                 f"ckpt {cfg.ckpt} stores no data config: choose the dataset with data=coco "
