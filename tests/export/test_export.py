@@ -59,21 +59,44 @@ def make_cases(sizes, batches, with_point=False):
     return cases
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """Both backends, spatial_point (bilinear) baked in, dynamic batch and H/W."""
-    out = tmp_path_factory.mktemp("export")
+def _export(out, backends):
+    """spatial_point (bilinear) baked in, dynamic batch and H/W."""
     enc = tiny_encoder()
     results = export_encoder(
         enc, out, name="tiny", model_id="tiny", display_name="Tiny",
         post_encoder=[{"module": "spatial_point", "interpolation": "bilinear"}],
-        bake_post_encoder=True, max_batch=8, dynamic_hw=(32, 128),
+        bake_post_encoder=True, max_batch=8, dynamic_hw=(32, 128), backends=backends,
     )  # fmt: skip
     return enc, out, results
 
 
-def test_export_writes_files_specs_and_checks(exported):
-    enc, out, results = exported
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """TorchScript only (the AOTInductor compile takes most of a minute: slow tests)."""
+    return _export(tmp_path_factory.mktemp("export"), ["torchscript"])
+
+
+@pytest.fixture(scope="module")
+def exported_both(tmp_path_factory):
+    return _export(tmp_path_factory.mktemp("export_both"), ["torchscript", "aotinductor"])
+
+
+def test_torchscript_export_writes_file_spec_and_checks(exported):
+    _, out, results = exported
+    assert sorted(p.name for p in out.iterdir()) == ["tiny.pt", "tiny.torchscript.json"]
+    (r,) = results
+    assert r.backend == "torchscript" and r.dynamic_hw and r.max_abs_diff <= 1e-4
+    assert {(b, h, w) for b, h, w, _ in r.checks} == {
+        (1, 32, 32), (3, 32, 32), (1, 64, 96), (3, 64, 96)
+    }  # fmt: skip
+    spec = read_spec(out / "tiny.torchscript.json")
+    assert spec.weights_path == "tiny.pt" and spec.backend == "torchscript"
+    assert [s.name for s in spec.inputs] == ["image", "point"]
+
+
+@pytest.mark.slow
+def test_export_writes_files_specs_and_checks(exported_both):
+    enc, out, results = exported_both
     assert sorted(p.name for p in out.iterdir()) == [
         "tiny.aotinductor.json", "tiny.pt", "tiny.pt2", "tiny.torchscript.json"
     ]  # fmt: skip
@@ -94,9 +117,12 @@ def test_export_writes_files_specs_and_checks(exported):
     assert spec.post_encoder == () and spec.batch_mode.max == 8
 
 
-@pytest.mark.parametrize("backend", ["torchscript", "aotinductor"])
-def test_exported_file_matches_eager_in_fresh_process(exported, backend, tmp_path):
-    enc, out, _ = exported
+@pytest.mark.parametrize(
+    "backend", ["torchscript", pytest.param("aotinductor", marks=pytest.mark.slow)]
+)
+def test_exported_file_matches_eager_in_fresh_process(request, backend, tmp_path):
+    fixture = "exported" if backend == "torchscript" else "exported_both"
+    enc, out, _ = request.getfixturevalue(fixture)
     cases = make_cases([(32, 32), (48, 80)], [1, 4], with_point=True)
     got = run_fresh(out / f"tiny.{backend}.json", cases, tmp_path)
     for case, result in zip(cases, got):

@@ -228,6 +228,7 @@ def test_help_lists_the_subcommands(installed, tmp_path):
     assert listed >= SUBCOMMANDS, proc.stdout
 
 
+@pytest.mark.slow  # a training subprocess from the installed wheel: make test-full
 def test_two_step_training_outside_the_checkout(installed, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
