@@ -19,7 +19,7 @@ from visdet.runs.train_detector import train
 
 def eval_cfg(*overrides):
     with initialize_config_module(config_module="visdet.conf", version_base="1.3"):
-        return compose("eval", overrides=list(overrides))
+        return compose("eval", overrides=list(overrides), return_hydra_config=True)
 
 
 def read_losses(run_dir):

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_module
 from metrics.coco_synth import make_annotations, make_results, write_json
 from PIL import Image
@@ -15,6 +16,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from visdet.cli import main as visdet_main
+from visdet.config.presets import build_detector
 from visdet.metrics.coco_eval import STAT_NAMES
 from visdet.metrics.results_file import ResultsFileError
 from visdet.runs.evaluate import run_eval
@@ -22,7 +24,7 @@ from visdet.runs.evaluate import run_eval
 
 def eval_cfg(*overrides):
     with initialize_config_module(config_module="visdet.conf", version_base="1.3"):
-        return compose("eval", overrides=list(overrides))
+        return compose("eval", overrides=list(overrides), return_hydra_config=True)
 
 
 def pycocotools_stats(data: dict, results: list[dict]) -> np.ndarray:
@@ -103,3 +105,23 @@ def test_cli_error_is_one_line(tmp_path, results_files, monkeypatch):
                      f"hydra.run.dir={tmp_path / 'run'}"])  # fmt: skip
     message = str(stopped.value.code)
     assert message.startswith("eval failed: ") and "42" in message and "\n" not in message
+
+
+def test_a_file_without_description_needs_model_and_may_know_more_classes(tmp_path):
+    """A bare state dict of a 5-class detector evaluated on the 4-class shapes data: model=
+    and num_classes= build it; detections of the class the data lacks are left out."""
+    torch.manual_seed(0)
+    weights = tmp_path / "bare.pt"
+    torch.save(build_detector("faster_rcnn_r18_fpn", 5).state_dict(), weights)
+    data = [f"paths.data_dir={tmp_path / 'data'}", "data=shapes", "data.source.num_train=2",
+            "data.source.num_val=3", "data.source.image_size=64",
+            "+data.source.min_object_size=12", "+data.source.max_object_size=40"]  # fmt: skip
+    with pytest.raises(ValueError, match="model=<preset> and num_classes"):
+        run_eval(eval_cfg(f"paths.output_dir={tmp_path / 'a'}", f"ckpt={weights}", *data))
+    out = tmp_path / "b"
+    cfg = eval_cfg(f"paths.output_dir={out}", f"ckpt={weights}", "model=faster_rcnn_r18_fpn",
+                   "num_classes=5", "score_thresh=0.0", *data)  # fmt: skip
+    metrics = run_eval(cfg)
+    detections = json.loads((out / "detections.json").read_text())
+    assert detections and {d["category_id"] for d in detections} <= {1, 2, 3, 4}
+    assert metrics["num_images"] == 3 and len(metrics["bbox"]["per_class"]) == 4

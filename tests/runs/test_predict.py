@@ -166,7 +166,10 @@ def test_predictions_of_a_trained_run_score_its_validation_map(tmp_path):
     metrics = train(tiny_cfg(tmp_path, "trainer.max_epochs=1"))
     [dataset] = (tmp_path / "data").glob("shapes_*")
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    cfg = predict_config(tmp_path / "p", f"ckpt={ckpt}", f"source={dataset / 'val'}")
+    # every detection, as an evaluation counts them (predict keeps score >= 0.25 by default)
+    cfg = predict_config(
+        tmp_path / "p", f"ckpt={ckpt}", f"source={dataset / 'val'}", "score_thresh=null"
+    )
     run_predict(cfg.copy())
     records = json.loads((tmp_path / "p" / "run" / "predictions.json").read_text())
     gt = COCO(str(dataset / "instances_val.json"))

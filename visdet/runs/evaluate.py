@@ -30,6 +30,7 @@ from visdet.io.atomic_write import write_text_atomic
 from visdet.io.strict_json import dumps_strict
 from visdet.metrics.results_file import load_results
 from visdet.runs.evaluation_report import EvalSettings, write_evaluation
+from visdet.runs.model_choice import chosen_preset, tool_settings
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ SUMMARY_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
 
 def run_eval(cfg: DictConfig) -> dict:
     """Evaluate as configured; returns what metrics.json holds."""
-    validate_config(cfg, top_level=TOP_LEVEL, required=())
+    validate_config(tool_settings(cfg), top_level=TOP_LEVEL, required=())
     start = time.perf_counter()
     out = Path(cfg.paths.output_dir)
     has_ckpt, has_results = cfg.get("ckpt") is not None, cfg.get("detections") is not None
@@ -63,7 +64,7 @@ def run_eval(cfg: DictConfig) -> dict:
         title = f"Evaluation of {Path(cfg.detections).name}"
     else:
         detector = Detector.from_checkpoint(
-            cfg.ckpt, model=cfg.get("model"), num_classes=cfg.get("num_classes"),
+            cfg.ckpt, model=chosen_preset(cfg), num_classes=cfg.get("num_classes"),
             device=cfg.get("device", "cpu"),
         )  # fmt: skip
         dataset = eval_dataset(cfg, detector)
@@ -100,7 +101,7 @@ def eval_settings(cfg: DictConfig) -> EvalSettings:
 
 def eval_dataset(cfg: DictConfig, detector: Detector):
     """The split ``cfg.split`` of ``cfg.data`` (``data=...`` on the command line) or of the
-    data config stored in the checkpoint; its categories must be the detector's."""
+    data config stored in the checkpoint; the detector must predict each of its categories."""
     data_cfg = cfg.get("data")
     if data_cfg is None:
         stored = (detector.description or {}).get("config", {}).get("data")
@@ -121,10 +122,12 @@ def eval_dataset(cfg: DictConfig, detector: Detector):
     dataset = CocoDetection(
         splits[split].ann_file, splits[split].image_dir, data_cfg.get("max_image_pixels")
     )
-    if list(dataset.cat_ids) != list(detector.category_ids):
+    unknown = sorted(set(dataset.cat_ids) - set(detector.category_ids))
+    if unknown:  # the detector may know more classes (a COCO model's 90 ids, 80 in use)
         raise DatasetError(
-            f"{dataset.ann_file} has category ids {list(dataset.cat_ids)[:10]} but the "
-            f"detector's classes have ids {list(detector.category_ids)[:10]}"
+            f"{dataset.ann_file} has category ids the detector does not predict: {unknown[:10]}"
+            f" (the detector's ids: {list(detector.category_ids)[:10]}"
+            f"{', ...' if len(detector.category_ids) > 10 else ''})"
         )
     return dataset
 
@@ -141,6 +144,7 @@ def predict_dataset(detector: Detector, dataset, cfg: DictConfig) -> list[dict]:
     tile = cfg.get("tile")
     tile = OmegaConf.to_container(tile) if tile is not None else None
     results, skipped = [], []
+    known = set(dataset.cat_ids)  # detections of classes the annotations lack are left out
     with tqdm(total=len(dataset), desc="eval", unit="img") as bar:
         for batch in loader:
             skipped += [f"{p} ({why})" for p, why in batch["skipped_files"]]
@@ -153,20 +157,21 @@ def predict_dataset(detector: Detector, dataset, cfg: DictConfig) -> list[dict]:
                     max_det=cfg.get("max_det"),
                 )
                 for pred, target in zip(preds, batch["targets"], strict=True):
-                    results += coco_results(pred, target["image_id"])
+                    results += coco_results(pred, target["image_id"], known)
             bar.update(len(batch["images"]) + batch["skipped"])
     if skipped:
         log.warning("%d unreadable images were skipped: %s", len(skipped), "; ".join(skipped[:5]))
     return results
 
 
-def coco_results(pred: dict, image_id: int) -> list[dict]:
-    """One image's prediction (``boxes`` xyxy, ``scores``, ``category_ids``) as COCO results."""
+def coco_results(pred: dict, image_id: int, category_ids: set[int]) -> list[dict]:
+    """One image's prediction (``boxes`` xyxy, ``scores``, ``category_ids``) as COCO results,
+    keeping the categories in ``category_ids``."""
     boxes = pred["boxes"].detach().to("cpu", torch.float64)
     xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1).tolist()
     scores = pred["scores"].detach().cpu().tolist()
     return [
-        {"image_id": int(image_id), "category_id": int(c), "bbox": [round(v, 3) for v in b],
-         "score": round(float(s), 5)}
+        {"image_id": int(image_id), "category_id": int(c), "bbox": b, "score": float(s)}
         for b, s, c in zip(xywh, scores, pred["category_ids"], strict=True)
+        if int(c) in category_ids
     ]  # fmt: skip

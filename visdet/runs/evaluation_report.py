@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from visdet.analysis.confusion import (
     confusion_matrix,
@@ -36,6 +35,7 @@ from visdet.io.atomic_write import write_text_atomic
 from visdet.io.strict_json import dumps_strict
 from visdet.metrics.coco_eval import CocoEvaluation, evaluate_coco
 from visdet.metrics.tide import tide_errors
+from visdet.runs.predict import to_pil
 
 log = logging.getLogger(__name__)
 
@@ -195,11 +195,10 @@ def _gallery(coco_gt, gt, dets, names, image_ids, per_image_errors, image_dir, c
         except (UnreadableImage, FileNotFoundError) as e:
             skipped.append(f"{path} ({e})")
             continue
-        pixels = (tensor.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
         g, d = gt[position[image_id]], dets[position[image_id]]
         images.append(
             GalleryImage(
-                image=Image.fromarray(pixels),
+                image=to_pil(tensor),
                 file_name=info["file_name"],
                 gt_boxes=g["boxes"],
                 gt_labels=g["labels"],

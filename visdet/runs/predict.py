@@ -32,6 +32,7 @@ from visdet.inference.detector import Detector
 from visdet.inference.image_source import SourceImage, list_images
 from visdet.inference.tiling import TileSettings
 from visdet.io.atomic_write import write_bytes_atomic, write_text_atomic
+from visdet.runs.model_choice import chosen_preset, tool_settings
 from visdet.visualize.draw import draw_boxes
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ BOOLEAN_OPTIONS = ("recursive", "save_images", "save_txt", "save_crops")
 def run_predict(cfg: DictConfig) -> dict:
     """Predict every image of ``cfg.source`` with ``cfg.ckpt``; returns the summary (also
     written to ``summary.json``) and prints its line."""
-    validate_config(cfg, top_level=TOP_LEVEL, required=())
+    validate_config(tool_settings(cfg), top_level=TOP_LEVEL, required=())
     for key in ("ckpt", "source"):
         if cfg.get(key) in (None, ""):
             raise ValueError(f"{key}: missing; pass {key}=PATH")
@@ -76,7 +77,7 @@ def run_predict(cfg: DictConfig) -> dict:
     out_dir = Path(cfg.paths.output_dir)
     images = list_images(cfg.source, recursive=cfg.recursive)
     detector = Detector.from_checkpoint(
-        cfg.ckpt, model=cfg.model, num_classes=cfg.num_classes, device=cfg.device
+        cfg.ckpt, model=chosen_preset(cfg), num_classes=cfg.num_classes, device=cfg.device
     )
     detector.labels_for(classes)  # an unknown class name stops before any work
     options = {
