@@ -55,7 +55,7 @@ def test_missing_file_not_json_not_a_list(tmp_path, gt_path):
     with pytest.raises(FileNotFoundError, match="results file not found: .*nope.json"):
         load_results(tmp_path / "nope.json", gt_path)
     (tmp_path / "bad.json").write_text("[{")
-    with pytest.raises(ResultsFileError, match="bad.json: not valid JSON"):
+    with pytest.raises(ResultsFileError, match="bad.json is not valid JSON"):
         load_results(tmp_path / "bad.json", gt_path)
     path = write_json(tmp_path / "obj.json", {"annotations": []})
     with pytest.raises(ResultsFileError, match="obj.json: a COCO results file is a JSON list"):

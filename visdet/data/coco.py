@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from visdet.data.image_decode import (
     default_max_pixels,
     read_header,
 )
+from visdet.io.strict_json import read_json_file
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +46,7 @@ __all__ = ["CocoDetection", "DatasetError", "SkippedImage", "load_coco"]
 
 
 def _load_annotation_file(ann_file: Path) -> dict:
-    if not ann_file.is_file():
-        raise FileNotFoundError(f"annotation file not found: {ann_file}")
-    try:
-        data = json.loads(ann_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DatasetError(f"annotation file {ann_file} is not valid JSON: {e}") from None
-    return check_coco(data, ann_file)
+    return check_coco(read_json_file(ann_file, "annotation file", DatasetError), ann_file)
 
 
 def load_coco(ann_file: str | os.PathLike) -> COCO:

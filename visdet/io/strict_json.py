@@ -21,3 +21,17 @@ def finite_or_none(value):
 def dumps_strict(value, indent: int | None = 2) -> str:
     """Strict JSON text of ``value`` (non-finite floats as null)."""
     return json.dumps(finite_or_none(value), indent=indent, allow_nan=False)
+
+
+def read_json_file(path, what: str, error: type[Exception] = ValueError):
+    """The JSON value in ``path``: FileNotFoundError ``<what> not found: <path>`` when it is
+    missing, ``error`` ``<what> <path> is not valid JSON: ...`` when it cannot be parsed."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f"{what} {path} is not valid JSON: {e}") from None

@@ -9,13 +9,14 @@ how many entries are wrong and the first few of them. An empty list is valid (0 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
 
 import numpy as np
 from pycocotools import mask as mask_utils
+
+from visdet.io.strict_json import read_json_file
 
 __all__ = ["ResultsFileError", "load_results"]
 
@@ -73,12 +74,7 @@ def load_results(
 def _read(path_or_list) -> tuple[str, list]:
     if isinstance(path_or_list, (str, os.PathLike)):
         path = Path(path_or_list)
-        if not path.is_file():
-            raise FileNotFoundError(f"results file not found: {path}")
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ResultsFileError(f"{path.name}: not valid JSON ({e})") from None
+        data = read_json_file(path, "results file", ResultsFileError)
         src = path.name
     else:
         data, src = path_or_list, "results"
