@@ -18,13 +18,19 @@ COMMANDS: dict[str, tuple[str | None, str]] = {
     "predict": ("visdet.cli.predict", "run a trained detector on images"),
     "export": ("visdet.cli.export", "export an encoder to TorchScript / AOTInductor with a spec"),
     "bench": ("visdet.cli.bench", "benchmark components ('bench compare', 'bench report')"),
-    "data": (None, "check, convert and preview datasets"),
+    "data": (None, "datasets: 'data check' (convert and preview not built yet)"),
     "train-encoder": ("visdet.cli.train_encoder", "fine-tune an image encoder + linear head"),
     "features": (None, "encoder features: 'features extract' or 'features preview'"),
 }
 FEATURE_TOOLS = {
     "extract": "visdet.cli.extract_features",
     "preview": "visdet.cli.preview_features",
+}
+# ``visdet data check|convert|preview ...``; None = not built yet
+DATA_TOOLS: dict[str, str | None] = {
+    "check": "visdet.cli.data_check",
+    "convert": None,
+    "preview": None,
 }
 # ``visdet bench compare|report ...``: plain argparse tools on benchmark result files
 BENCH_TOOLS = {"compare": "visdet.bench.compare", "report": "visdet.bench.report"}
@@ -35,7 +41,7 @@ def usage() -> str:
     width = max(len(name) for name in COMMANDS)
     lines = ["usage: visdet <command> [group=option ...] [key=value ...]", "", "commands:"]
     for name, (module, description) in COMMANDS.items():
-        note = "" if module or name == "features" else " (not built yet)"
+        note = "" if module or name in ("features", "data") else " (not built yet)"
         lines.append(f"  {name.ljust(width)}  {description}{note}")
     lines += ["", "'visdet <command> --help' shows that tool's config groups and options."]
     return "\n".join(lines)
@@ -64,6 +70,18 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
             sys.exit(NOT_BUILT)
         _run(FEATURE_TOOLS[tool], f"visdet features {tool}", rest[1:])
+        return
+    if name == "data":
+        tool = rest[0] if rest else ""
+        if tool not in DATA_TOOLS:
+            sys.stderr.write(
+                f"visdet data: expected one of {', '.join(DATA_TOOLS)}, got {tool!r}\n"
+            )
+            sys.exit(NOT_BUILT)
+        if DATA_TOOLS[tool] is None:
+            sys.stderr.write(f"visdet data {tool}: not built yet\n")
+            sys.exit(NOT_BUILT)
+        _run(DATA_TOOLS[tool], f"visdet data {tool}", rest[1:])
         return
     if name == "bench" and rest and rest[0] in BENCH_TOOLS:
         sys.exit(importlib.import_module(BENCH_TOOLS[rest[0]]).main(rest[1:]))
