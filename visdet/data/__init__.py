@@ -6,9 +6,10 @@ from visdet.data.coco import CocoDetection, load_coco
 from visdet.data.datamodule import DetectionDataModule, collate_detection
 from visdet.data.image_folder import ImageFolderDataset
 from visdet.data.object_crops import ObjectCropDataset, shapes_crops
-from visdet.data.sources import CocoSource, ShapesSource
+from visdet.data.sources import AutoSource, CocoSource, ShapesSource, VocSource, YoloSource
 
 __all__ = [
+    "AutoSource",
     "ClassificationDataModule",
     "CocoDetection",
     "CocoSource",
@@ -17,6 +18,8 @@ __all__ = [
     "ImageFolderDataset",
     "ObjectCropDataset",
     "ShapesSource",
+    "VocSource",
+    "YoloSource",
     "collate_detection",
     "load_coco",
     "shapes_crops",

@@ -85,14 +85,18 @@ class DetectionDataModule(L.LightningDataModule):
     """Train/val loaders over a source's COCO-format splits.
 
     Args:
-        source: a ShapesSource or CocoSource (anything with ``prepare()`` and ``splits()``).
-        num_classes: the number of object classes; checked against the annotation file.
+        source: a ShapesSource, CocoSource, YoloSource, VocSource or AutoSource (anything
+            with ``prepare()`` and ``splits()``).
+        num_classes: the number of object classes; None (the default): read from the training
+            split's categories by ``setup``; a number is checked against every split's file.
         batch_size: images per batch (per process).
         num_workers, pin_memory, persistent_workers: DataLoader settings.
         group_by_aspect_ratio: batch landscape and portrait images separately.
         seed: shuffling seed of the aspect-ratio sampler.
         max_image_pixels: images with more pixels are named and skipped (decompression-bomb
             limit); None: Pillow's default.
+        root: the dataset folder of ``data=auto data.root=DIR`` (the config interpolates it
+            into ``source.root``); kept as ``self.root``, not used otherwise.
 
     ``setup`` reads and checks the annotation files of every split before training;
     ``skipped_files`` lists the images that could not be decoded (each named once in the log).
@@ -101,7 +105,7 @@ class DetectionDataModule(L.LightningDataModule):
     def __init__(
         self,
         source,
-        num_classes: int,
+        num_classes: int | None = None,
         batch_size: int = 4,
         num_workers: int = 0,
         pin_memory: bool = False,
@@ -109,6 +113,7 @@ class DetectionDataModule(L.LightningDataModule):
         group_by_aspect_ratio: bool = False,
         seed: int = 0,
         max_image_pixels: int | None = None,
+        root: str | None = None,
     ) -> None:
         super().__init__()
         check_loader_settings(batch_size, num_workers)
@@ -123,6 +128,7 @@ class DetectionDataModule(L.LightningDataModule):
         self.train_set: CocoDetection | None = None
         self.val_set: CocoDetection | None = None
         self.max_image_pixels = max_image_pixels
+        self.root = root
         self.skipped_images = 0
         self.skipped_files: list[str] = []
 
@@ -137,6 +143,8 @@ class DetectionDataModule(L.LightningDataModule):
             name: CocoDetection(split.ann_file, split.image_dir, self.max_image_pixels)
             for name, split in splits.items()
         }  # every split's annotation file is read and checked here, before training
+        if self.num_classes is None:  # classes come from the data
+            self.num_classes = len(sets["train"].cat_ids)
         for name, ds in sets.items():
             if len(ds.cat_ids) != self.num_classes:
                 raise DatasetError(

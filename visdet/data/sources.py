@@ -1,12 +1,28 @@
-"""Where a datamodule's COCO-format splits come from: the built-in shapes generator or a
-dataset on disk. Both give the same thing: (annotation file, image folder) per split."""
+"""Where a datamodule's COCO-format splits come from: the built-in shapes generator, a COCO,
+YOLO or VOC dataset on disk, or whichever of those a folder holds (AutoSource). All give the
+same thing: (COCO annotation file, image folder) per split; YOLO and VOC datasets are
+converted once into COCO JSON files in a cache folder (visdet.data.formats)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from visdet.data.coco_checks import DatasetError
+from visdet.data.formats import FormatRead, read_voc, read_yolo
+from visdet.data.formats.format_read import relabel
+from visdet.data.formats.yolo import label_path, load_data_yaml, split_folder
 from visdet.data.shapes import CLASSES, ShapesSettings, ensure_shapes_dataset
+from visdet.io.atomic_write import write_text_atomic
+from visdet.io.strict_json import read_json_file
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val")
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "visdet" / "converted"
 
 
 @dataclass(frozen=True)
@@ -81,3 +97,205 @@ class CocoSource:
     def splits(self) -> dict[str, Split]:
         self.prepare()
         return {s: Split(self.root / a, self.root / i) for s, (a, i) in self.paths.items()}
+
+
+def inputs_key(kind: str, paths: list[Path]) -> str:
+    """A hash of ``kind`` and the path, size and mtime of every file in ``paths`` (folders:
+    every file under them): the name of a conversion's cache folder."""
+    h = hashlib.sha256(kind.encode())
+    for path in paths:
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for f in files:
+            st = f.stat()
+            h.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+class ConvertedSource:
+    """A dataset in another layout, converted once into COCO JSON files under ``cache_dir``
+    (one folder per hash of the inputs). Subclasses give ``kind``, ``what`` (a name for
+    messages), ``_inputs()``, ``_image_dir(split)`` and ``_read() -> {split: FormatRead}``.
+    ``num_classes`` and ``class_names`` are set by ``prepare()``."""
+
+    kind = ""
+    what = ""
+    settings = ""  # reader arguments that change the result, part of the cache key
+
+    def __init__(self, cache_dir: str | None) -> None:
+        self.cache_dir = Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR
+        self.num_classes: int | None = None
+        self.class_names: list[str] | None = None
+        self._splits: dict[str, Split] | None = None
+
+    def _inputs(self) -> list[Path]:
+        raise NotImplementedError
+
+    def _image_dir(self, split: str) -> Path:
+        raise NotImplementedError
+
+    def _read(self) -> dict[str, FormatRead]:
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        folder = (
+            self.cache_dir / f"{self.kind}-{inputs_key(self.kind + self.settings, self._inputs())}"
+        )
+        files = {s: folder / f"instances_{s}.json" for s in SPLITS}
+        if not all(f.is_file() for f in files.values()):
+            reads = self._read()
+            for split, read in reads.items():
+                read.raise_problems(f"{self.what} ({split} split)")
+            for split, read in reads.items():
+                write_text_atomic(files[split], json.dumps(read.coco))
+            log.info("converted %s into COCO files in %s", self.what, folder)
+        categories = read_json_file(files["train"], "converted annotation file")["categories"]
+        self.class_names = [c["name"] for c in categories]
+        self.num_classes = len(self.class_names)
+        self._splits = {s: Split(files[s], self._image_dir(s)) for s in SPLITS}
+
+    def splits(self) -> dict[str, Split]:
+        if self._splits is None:
+            self.prepare()
+        return self._splits
+
+
+class YoloSource(ConvertedSource):
+    """An Ultralytics YOLO dataset: ``data_yaml`` with ``names`` and ``train``/``val``
+    image folders (visdet.data.formats.yolo)."""
+
+    kind = "yolo"
+
+    def __init__(self, data_yaml: str, cache_dir: str | None = None) -> None:
+        super().__init__(cache_dir)
+        self.data_yaml = Path(data_yaml)
+        self.what = f"YOLO dataset {self.data_yaml}"
+
+    def _inputs(self) -> list[Path]:
+        folders = [split_folder(self.data_yaml, s) for s in SPLITS]
+        labels = [label_path(f / "x").parent for f in folders]
+        return [self.data_yaml, *folders, *[f for f in labels if f.is_dir()]]
+
+    def _image_dir(self, split: str) -> Path:
+        return split_folder(self.data_yaml, split)
+
+    def _read(self) -> dict[str, FormatRead]:
+        return {s: read_yolo(self.data_yaml, s) for s in SPLITS}
+
+
+class VocSource(ConvertedSource):
+    """A Pascal VOC dataset under ``root`` (visdet.data.formats.voc). Classes: ``classes``
+    when given, else the sorted set of object names in both splits."""
+
+    kind = "voc"
+
+    def __init__(
+        self,
+        root: str,
+        train_split: str = "train",
+        val_split: str = "val",
+        classes: list[str] | None = None,
+        cache_dir: str | None = None,
+    ) -> None:
+        super().__init__(cache_dir)
+        self.root = Path(root)
+        self.names = {"train": train_split, "val": val_split}
+        self.classes = list(classes) if classes is not None else None
+        self.what = f"VOC dataset {self.root}"
+        self.settings = json.dumps([self.names, self.classes])
+
+    def _inputs(self) -> list[Path]:
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"data.source.root: dataset folder not found: {self.root}")
+        sets = [self.root / "ImageSets" / "Main" / f"{n}.txt" for n in self.names.values()]
+        paths = [*sets, self.root / "Annotations", self.root / "JPEGImages"]
+        return [p for p in paths if p.exists()]
+
+    def _image_dir(self, split: str) -> Path:
+        return self.root / "JPEGImages"
+
+    def _read(self) -> dict[str, FormatRead]:
+        reads = {s: read_voc(self.root, n, self.classes) for s, n in self.names.items()}
+        if self.classes is None:
+            names = sorted({c["name"] for r in reads.values() for c in r.coco["categories"]})
+            reads = {s: relabel(r, names) for s, r in reads.items()}
+        return reads
+
+
+def _coco_split(root: Path, split: str) -> tuple[str, str] | None:
+    """(annotation file, image folder) relative to ``root`` for a COCO ``split``: the one
+    JSON in ``annotations/`` (or ``root``) whose name contains ``split``, and the folder
+    whose name contains it (else ``images/``); None when not found."""
+    jsons = [p for d in (root / "annotations", root) if d.is_dir() for p in d.glob("*.json")]
+    named = [p for p in jsons if split in p.stem]
+    folders = [p for p in root.iterdir() if p.is_dir() and split in p.name]
+    folder = folders[0] if len(folders) == 1 else root / "images"
+    if len(named) != 1 or not folder.is_dir():
+        return None
+    return str(named[0].relative_to(root)), str(folder.relative_to(root))
+
+
+def _yolo_yaml(root: Path) -> Path | None:
+    """``data.yaml``, else the one ``*.yaml`` in ``root`` that has ``names``."""
+    candidates = [root / "data.yaml"] + sorted(root.glob("*.yaml"))
+    for path in candidates:
+        if path.is_file():
+            try:
+                load_data_yaml(path)
+            except DatasetError:
+                continue
+            return path
+    return None
+
+
+def detect_source(root: Path, cache_dir: str | None = None):
+    """The source for the dataset in ``root`` (COCO, then YOLO, then VOC), with a line
+    saying what was found; DatasetError naming the folder when none is recognised."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"data.root: dataset folder not found: {root}")
+    coco = [_coco_split(root, s) for s in SPLITS]
+    if all(coco):
+        (ta, ti), (va, vi) = coco
+        log.info(
+            "data.root %s: COCO dataset (train: %s + %s/, val: %s + %s/)", root, ta, ti, va, vi
+        )
+        return CocoSource(str(root), ta, ti, va, vi)
+    data_yaml = _yolo_yaml(root)
+    if data_yaml is not None:
+        log.info("data.root %s: YOLO dataset (%s)", root, data_yaml.name)
+        return YoloSource(str(data_yaml), cache_dir)
+    if (root / "Annotations").is_dir() and (root / "JPEGImages").is_dir():
+        log.info("data.root %s: Pascal VOC dataset (Annotations/, JPEGImages/)", root)
+        return VocSource(str(root), cache_dir=cache_dir)
+    raise DatasetError(
+        f"data.root {root}: no recognisable dataset: looked for COCO (a train and a val "
+        "*.json in annotations/ or the folder, and their image folders), YOLO (data.yaml or "
+        "a *.yaml with 'names') and VOC (Annotations/ and JPEGImages/)"
+    )
+
+
+class AutoSource:
+    """Whichever of a COCO, YOLO or VOC dataset ``root`` holds (``detect_source``)."""
+
+    def __init__(self, root: str, cache_dir: str | None = None) -> None:
+        self.root = Path(root)
+        self.cache_dir = cache_dir
+        self.source = None
+
+    def _found(self):
+        if self.source is None:
+            self.source = detect_source(self.root, self.cache_dir)
+        return self.source
+
+    @property
+    def num_classes(self) -> int | None:
+        return getattr(self._found(), "num_classes", None)
+
+    @property
+    def class_names(self) -> list[str] | None:
+        return getattr(self._found(), "class_names", None)
+
+    def prepare(self) -> None:
+        self._found().prepare()
+
+    def splits(self) -> dict[str, Split]:
+        return self._found().splits()

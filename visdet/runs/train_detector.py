@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from visdet.io.atomic_write import write_text_atomic
 from visdet.io.strict_json import dumps_strict
@@ -36,6 +36,13 @@ def format_per_class(per_class: dict[str, float]) -> str:
 
 
 def build_module(cfg: DictConfig, datamodule):
+    if cfg.data.get("num_classes") is None:
+        # classes come from the data: read the splits now so ${data.num_classes} resolves
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        with open_dict(cfg):
+            cfg.data.num_classes = datamodule.num_classes
+        log.info("data.num_classes: %d, read from the training split", datamodule.num_classes)
     # optim.param_groups (optional) builds the groups; the rest of optim is the optimizer
     groups_cfg = cfg.optim.get("param_groups")
     optim_cfg = OmegaConf.masked_copy(cfg.optim, [k for k in cfg.optim if k != "param_groups"])
