@@ -27,13 +27,19 @@ def test_help_lists_every_subcommand_with_one_line(capsys):
     assert tuple(COMMANDS) == NAMES
 
 
-@pytest.mark.parametrize("name", ["data"])
-def test_a_tool_not_built_yet_says_so_with_status_2(name, capsys):
+@pytest.mark.parametrize("tool", ["convert", "preview"])
+def test_a_tool_not_built_yet_says_so_with_status_2(tool, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main([name, "x=1"])
+        main(["data", tool, "x=1"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"visdet {name}: not built yet") and err.count("\n") == 1
+    assert err.startswith(f"visdet data {tool}: not built yet") and err.count("\n") == 1
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "nope"])
+    assert exit_info.value.code == 2
+    assert "visdet data: expected one of check, convert, preview, got 'nope'" in (
+        capsys.readouterr().err
+    )
 
 
 def test_unknown_command_and_feature_tool_list_the_valid_ones(capsys):
