@@ -152,12 +152,14 @@ def _plot(name: str, reports: dict[str, dict]) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(8, 5), dpi=100, layout="constrained")
+    classes = list(next(iter(reports.values()))["counts"]["per_class"]) if reports else []
+    tall = name == "objects_per_class" and len(classes) > 20  # one readable row per class
+    height = 1.5 + 0.16 * len(classes) * max(len(reports), 1) ** 0.5 if tall else 5.0
+    fig = Figure(figsize=(8, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     dist = {s: r["distributions"] for s, r in reports.items()}
     if name == "objects_per_class":
-        classes = list(next(iter(reports.values()))["counts"]["per_class"]) if reports else []
         width = 0.8 / max(len(reports), 1)
         for i, (split, r) in enumerate(reports.items()):
             counts = [r["counts"]["per_class"].get(c, 0) for c in classes]
@@ -165,7 +167,7 @@ def _plot(name: str, reports: dict[str, dict]) -> bytes:
         ax.set_yticks(
             np.arange(len(classes)),
             classes,
-            fontsize=max(4.0, min(9.0, 400 / max(len(classes), 1))),
+            fontsize=8,
         )
         ax.invert_yaxis()
         ax.set_xlabel("boxes")
