@@ -82,13 +82,14 @@ def broken_set(tmp_path):
         ann(13, 2, [1, 2, 3]),  # invalid bbox
         ann(13, 2, [1, 1, 10, 10]),  # duplicate annotation id
         {"id": 14, "image_id": 1},  # invalid entry
+        ann(15, [1], [1, 1, 5, 5]),  # invalid entry: an image id that is a list
     ]
     cats = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}, {"id": 3, "name": "owl"}]
     return {"images": images, "annotations": anns, "categories": cats}
 
 
 EXPECTED = {
-    "invalid_entry": 4,  # nosize image, annotation of image 555, bbox [1, 2, 3], no bbox
+    "invalid_entry": 5,  # nosize image, image 555, bbox [1, 2, 3], no bbox, image_id [1]
     "bad_file_name": 1,
     "missing_file": 1,
     "unreadable_image": 1,
@@ -126,7 +127,7 @@ def test_every_problem_is_counted_with_its_severity(tmp_path):
     counts = report["counts"]
     # usable boxes: 1, 2, 3, 7, 8, 9, 10 (cat) and 11 (dog), the second 13 (cat)
     assert counts["per_class"] == {"cat": 8, "dog": 1, "owl": 0}
-    assert counts["boxes"] == 9 and counts["annotations"] == 15
+    assert counts["boxes"] == 9 and counts["annotations"] == 16
     assert counts["images_without_labels"] == 4
 
 

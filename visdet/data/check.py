@@ -228,6 +228,13 @@ def check_dataset(coco: dict, image_dir: Path, split: str, workers: int = 4) -> 
                 f"annotation {str(ann)[:80]}: needs id, image_id, category_id and bbox",
             )
             continue
+        if not all(
+            _is_int(ann[k]) or isinstance(ann[k], str) for k in ("id", "image_id", "category_id")
+        ):
+            problems.add(
+                "invalid_entry", f"annotation {str(ann)[:80]}: ids must be integers or strings"
+            )
+            continue
         ann_ids[ann["id"]] += 1
         im = images.get(ann["image_id"])
         if im is None:
