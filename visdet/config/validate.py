@@ -50,6 +50,9 @@ INJECTED = {
     "model": {"optimizer", "scheduler", "augment", "param_groups", "encoder", "num_classes"},
     "trainer": {"callbacks", "logger"},
 }
+# a value interpolated from this null is filled in from the data before instantiation
+# (visdet.runs.train_detector.build_module), so it is not type-checked as null
+FROM_DATA = "${data.num_classes}"
 # keys a node may carry beside its target's arguments (visdet.runs takes them out first)
 EXTRA_KEYS = {"optim": {"param_groups"}}
 
@@ -130,6 +133,8 @@ def _check_node(node: DictConfig, path: str) -> None:
             )
         value = node[name]
         if isinstance(value, DictConfig) and "_target_" in value:
+            continue
+        if value is None and OmegaConf.to_container(node, resolve=False)[name] == FROM_DATA:
             continue
         allowed = _allowed(hints.get(name, p.annotation))
         if allowed is None or value is None and type(None) in allowed:
