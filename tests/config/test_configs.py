@@ -37,7 +37,13 @@ def compose_cfg(overrides=()):
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_option_composes_and_validates(group, option):
-    extra = ["data.source.root=/data/coco"] if (group, option) == ("data", "coco") else []
+    required = {
+        ("data", "coco"): ["data.source.root=/data/coco"],
+        ("data", "auto"): ["data.root=/data/x"],
+        ("data", "voc"): ["data.source.root=/data/x"],
+        ("data", "yolo"): ["data.source.data_yaml=/data/x/data.yaml"],
+    }
+    extra = required.get((group, option), [])
     cfg = compose_cfg([f"{group}={option}", *extra])
     validate_config(cfg)
 
@@ -87,7 +93,7 @@ def test_help_lists_the_groups(capsys, monkeypatch):
         visdet_main(["train", "--help"])
     out = capsys.readouterr().out
     for group in (
-        "data: coco, shapes",
+        "data: auto, coco, shapes, voc, yolo",
         "model: faster_rcnn, faster_rcnn_r18_fpn, faster_rcnn_r50_fpn",
         "backbone: resnet101, resnet18, resnet34, resnet50, resnet50_bn",
         "neck: fpn, fpn_bn",
