@@ -29,7 +29,7 @@ FEATURE_TOOLS = {
 # ``visdet data check|convert|preview ...``; None = not built yet
 DATA_TOOLS: dict[str, str | None] = {
     "check": "visdet.cli.data_check",
-    "convert": None,
+    "convert": "visdet.cli.data_convert",
     "preview": None,
 }
 # ``visdet bench compare|report ...``: plain argparse tools on benchmark result files
