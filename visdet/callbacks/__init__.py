@@ -1,9 +1,17 @@
 """Lightning callbacks."""
 
+from visdet.callbacks.augmentation_preview import AugmentationPreview
 from visdet.callbacks.benchmark import BenchmarkCallback
 from visdet.callbacks.epoch_summary import EpochSummary
 from visdet.callbacks.freeze_unfreeze import FreezeUnfreeze
 from visdet.callbacks.lr_finder import LRFinder
 from visdet.callbacks.progressive_resize import ProgressiveResize
 
-__all__ = ["BenchmarkCallback", "EpochSummary", "FreezeUnfreeze", "LRFinder", "ProgressiveResize"]
+__all__ = [
+    "AugmentationPreview",
+    "BenchmarkCallback",
+    "EpochSummary",
+    "FreezeUnfreeze",
+    "LRFinder",
+    "ProgressiveResize",
+]

@@ -30,7 +30,7 @@ FEATURE_TOOLS = {
 DATA_TOOLS: dict[str, str | None] = {
     "check": "visdet.cli.data_check",
     "convert": "visdet.cli.data_convert",
-    "preview": None,
+    "preview": "visdet.cli.data_preview",
 }
 # ``visdet bench compare|report ...``: plain argparse tools on benchmark result files
 BENCH_TOOLS = {"compare": "visdet.bench.compare", "report": "visdet.bench.report"}
