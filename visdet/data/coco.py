@@ -15,6 +15,9 @@ rotation (annotated on the raw pixels) is used unrotated, with one warning count
 other mismatch is a ``DatasetError`` naming the image and both sizes. An image that cannot be
 decoded (broken, truncated, above the decompression-bomb limit) yields ``SkippedImage``; the
 collate function leaves it out and the datamodule names it.
+
+The header scan and the targets are cached (``visdet.data.index_cache``, ``cache_dir``), so a
+second start of a large split reads one JSON file instead of every image header.
 """
 
 from __future__ import annotations
@@ -37,6 +40,15 @@ from visdet.data.image_decode import (
     decode_image,
     default_max_pixels,
     read_header,
+)
+from visdet.data.index_cache import (
+    DROP_KINDS,
+    StartupIndex,
+    cache_key,
+    entry_path,
+    load_index,
+    resolve_cache_dir,
+    save_index,
 )
 from visdet.io.strict_json import read_json_file
 
@@ -82,6 +94,8 @@ class CocoDetection(Dataset):
         image_dir: folder the ``file_name`` entries are relative to.
         max_image_pixels: images with more pixels are skipped (decompression-bomb limit);
             None: Pillow's ``Image.MAX_IMAGE_PIXELS``.
+        cache_dir: folder of the start-up index cache; "auto": ``$VISDET_CACHE`` or
+            ``~/.cache/visdet/index`` for splits of 1000+ images; None or "off": no cache.
     """
 
     def __init__(
@@ -89,6 +103,7 @@ class CocoDetection(Dataset):
         ann_file: str | os.PathLike,
         image_dir: str | os.PathLike,
         max_image_pixels: int | None = None,
+        cache_dir: str | os.PathLike | None = "auto",
     ) -> None:
         self.ann_file = Path(ann_file)
         self.image_dir = Path(image_dir)
@@ -104,34 +119,63 @@ class CocoDetection(Dataset):
         self.cat_id_to_label = {c: i + 1 for i, c in enumerate(self.cat_ids)}
         self.class_names = [self.coco.cats[c].get("name", str(c)) for c in self.cat_ids]
         self.image_ids = sorted(self.coco.getImgIds())
-        self.apply_orientation: list[bool] = []
-        self.unreadable: dict[int, str] = {}  # index -> why its header cannot be read
-        self._scan_images()
-        self.targets = [self._target(i) for i in self.image_ids]
-        self._report_dropped([t.pop("_dropped") for t in self.targets])
+        index = self._startup_index(resolve_cache_dir(cache_dir, len(self.image_ids)))
+        self.apply_orientation = index.apply_orientation
+        self.unreadable = index.unreadable  # index -> why its header cannot be read
+        self.targets = index.targets
+        self._report_scan(index.raw)
+        self._report_dropped(index.dropped)
+
+    def _startup_index(self, cache_dir: Path | None) -> StartupIndex:
+        """The header scan and the targets: from the cache when its key matches, else
+        computed (and cached)."""
+        if cache_dir is None:
+            return self._build_index()
+        names = [self.coco.imgs[i]["file_name"] for i in self.image_ids]
+        key = cache_key(self.ann_file, self.image_dir, names, self.max_image_pixels)
+        if key is None:  # an image is missing: the scan names it
+            return self._build_index()
+        path = entry_path(cache_dir, self.ann_file, self.image_dir)
+        infos = [self.coco.imgs[i] for i in self.image_ids]
+        sizes = [(int(info["height"]), int(info["width"])) for info in infos]
+        index = load_index(path, key, self.image_ids, sizes)
+        if index is None:
+            index = self._build_index()
+            save_index(path, key, index)
+        return index
+
+    def _build_index(self) -> StartupIndex:
+        apply_orientation, unreadable, raw = self._scan_images()
+        targets = [self._target(i) for i in self.image_ids]
+        per_image = [t.pop("_dropped") for t in targets]
+        dropped = {k: sum(d[k] for d in per_image) for k in DROP_KINDS}
+        return StartupIndex(apply_orientation, unreadable, raw, targets, dropped)
 
     def _path(self, image_id: int) -> Path:
         return self.image_dir / self.coco.imgs[image_id]["file_name"]
 
-    def _scan_images(self) -> None:
-        """Headers of every image: orientation to apply, size check, unreadable files."""
+    def _scan_images(self) -> tuple[list[bool], dict[int, str], list[str]]:
+        """Headers of every image: (orientation to apply per image, unreadable index -> why,
+        file names used unrotated); a missing file or a wrong size raises."""
         missing, wrong, raw = [], [], []
+        apply_orientation: list[bool] = []
+        unreadable: dict[int, str] = {}
         for index, image_id in enumerate(self.image_ids):
             info, path = self.coco.imgs[image_id], self._path(image_id)
-            self.apply_orientation.append(True)
+            apply_orientation.append(True)
             try:
                 header = read_header(path, self.max_image_pixels)
             except FileNotFoundError:
                 missing.append(info["file_name"])
                 continue
             except UnreadableImage as e:
-                self.unreadable[index] = str(e)
+                unreadable[index] = str(e)
                 continue
             want = (info["width"], info["height"])
             if header.oriented_size == want:
                 continue
             if header.size == want:  # annotated on the raw, unrotated pixels
-                self.apply_orientation[index] = False
+                apply_orientation[index] = False
                 raw.append(info["file_name"])
                 continue
             (w, h), (ow, oh) = header.size, header.oriented_size
@@ -154,6 +198,9 @@ class CocoDetection(Dataset):
                 f"{self.ann_file}: {len(wrong)} images do not have the size their annotation "
                 f"gives: {_listing(wrong)}"
             )
+        return apply_orientation, unreadable, raw
+
+    def _report_scan(self, raw: list[str]) -> None:
         if raw:
             log.warning(
                 "%s: %d images match their annotated width/height only without their EXIF "
@@ -203,8 +250,7 @@ class CocoDetection(Dataset):
             "_dropped": dropped,
         }
 
-    def _report_dropped(self, per_image: list[dict]) -> None:
-        total = {k: sum(d[k] for d in per_image) for k in ("zero", "subpixel", "outside")}
+    def _report_dropped(self, total: dict[str, int]) -> None:
         self.dropped_boxes = sum(total.values())
         if self.dropped_boxes:
             log.warning(
