@@ -11,6 +11,7 @@ DataLoader (batch 8, ``collate_detection``) over ``--items`` items with 0 and 2 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import random
@@ -19,10 +20,15 @@ import time
 from pathlib import Path
 
 from PIL import Image
+from pycocotools.coco import COCO
 from torch.utils.data import DataLoader, Subset
 
 from visdet.data.coco import CocoDetection
+from visdet.data.coco_checks import DatasetError, check_coco
 from visdet.data.datamodule import collate_detection
+from visdet.data.image_decode import read_header
+from visdet.data.index_cache import cache_key
+from visdet.io.strict_json import read_json_file
 
 WIDTH, HEIGHT = 64, 48
 
@@ -61,6 +67,39 @@ def make_dataset(root: Path, num_images: int, seed: int = 0) -> tuple[Path, Path
     return ann_file, image_dir
 
 
+def time_phases(ann_file: Path, image_dir: Path) -> list[tuple[str, float]]:
+    """Seconds of each step of an uncached start-up, and of the cache key."""
+    times = []
+    start = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal start
+        times.append((name, time.perf_counter() - start))
+        start = time.perf_counter()
+
+    data = read_json_file(ann_file, "annotation file", DatasetError)
+    lap("json load")
+    data = check_coco(data, ann_file)
+    lap("check_coco")
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    lap("createIndex")
+    names = [coco.imgs[i]["file_name"] for i in sorted(coco.getImgIds())]
+    for name in names:
+        read_header(image_dir / name)
+    lap("header scan")
+    dataset = CocoDetection(ann_file, image_dir, cache_dir=None)
+    start = time.perf_counter()
+    for image_id in dataset.image_ids:
+        dataset._target(image_id)
+    lap("targets")
+    cache_key(ann_file, image_dir, names, dataset.max_image_pixels)
+    lap("cache key (sha256 + stat)")
+    return times
+
+
 def time_startup(ann_file: Path, image_dir: Path, cache_dir: Path | None) -> float:
     start = time.perf_counter()
     CocoDetection(ann_file, image_dir, cache_dir=cache_dir)
@@ -90,12 +129,14 @@ def main() -> None:
         ann_file, image_dir = make_dataset(root / "data", args.images)
         made = time.perf_counter() - start
         cache = root / "cache"
+        phases = time_phases(ann_file, image_dir)
         no_cache = time_startup(ann_file, image_dir, None)
         first = time_startup(ann_file, image_dir, cache)
         second = time_startup(ann_file, image_dir, cache)
         dataset = CocoDetection(ann_file, image_dir, cache_dir=cache)
         rows = [
             ("generate dataset", f"{made:.2f} s"),
+            *((f"  step: {name}", f"{t:.2f} s") for name, t in phases),
             ("start-up, cache off", f"{no_cache:.2f} s"),
             ("first start-up (builds the cache)", f"{first:.2f} s"),
             ("second start-up (cache hit)", f"{second:.2f} s"),
