@@ -18,7 +18,7 @@ COMMANDS: dict[str, tuple[str | None, str]] = {
     "predict": ("visdet.cli.predict", "run a trained detector on images"),
     "export": ("visdet.cli.export", "export an encoder to TorchScript / AOTInductor with a spec"),
     "bench": ("visdet.cli.bench", "benchmark components ('bench compare', 'bench report')"),
-    "data": (None, "datasets: 'data check' (convert and preview not built yet)"),
+    "data": (None, "datasets: 'data check', 'data convert', 'data preview'"),
     "train-encoder": ("visdet.cli.train_encoder", "fine-tune an image encoder + linear head"),
     "features": (None, "encoder features: 'features extract' or 'features preview'"),
 }
@@ -34,6 +34,8 @@ DATA_TOOLS: dict[str, str | None] = {
 }
 # ``visdet bench compare|report ...``: plain argparse tools on benchmark result files
 BENCH_TOOLS = {"compare": "visdet.bench.compare", "report": "visdet.bench.report"}
+# commands whose first argument names a tool of their own
+SUB_TOOLS: dict[str, dict[str, str | None]] = {"features": FEATURE_TOOLS, "data": DATA_TOOLS}
 NOT_BUILT = 2  # exit status of a subcommand whose tool does not exist yet, and of bad usage
 
 
@@ -41,7 +43,7 @@ def usage() -> str:
     width = max(len(name) for name in COMMANDS)
     lines = ["usage: visdet <command> [group=option ...] [key=value ...]", "", "commands:"]
     for name, (module, description) in COMMANDS.items():
-        note = "" if module or name in ("features", "data") else " (not built yet)"
+        note = "" if module or name in SUB_TOOLS else " (not built yet)"
         lines.append(f"  {name.ljust(width)}  {description}{note}")
     lines += ["", "'visdet <command> --help' shows that tool's config groups and options."]
     return "\n".join(lines)
@@ -62,26 +64,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     if name not in COMMANDS:
         sys.stderr.write(f"visdet: unknown command {name!r}; valid: {', '.join(COMMANDS)}\n")
         sys.exit(NOT_BUILT)
-    if name == "features":
-        tool = rest[0] if rest else ""
-        if tool not in FEATURE_TOOLS:
-            sys.stderr.write(
-                f"visdet features: expected one of {', '.join(FEATURE_TOOLS)}, got {tool!r}\n"
-            )
+    if name in SUB_TOOLS:  # visdet features extract, visdet data check, ...
+        tools, tool = SUB_TOOLS[name], rest[0] if rest else ""
+        if tool not in tools:
+            sys.stderr.write(f"visdet {name}: expected one of {', '.join(tools)}, got {tool!r}\n")
             sys.exit(NOT_BUILT)
-        _run(FEATURE_TOOLS[tool], f"visdet features {tool}", rest[1:])
-        return
-    if name == "data":
-        tool = rest[0] if rest else ""
-        if tool not in DATA_TOOLS:
-            sys.stderr.write(
-                f"visdet data: expected one of {', '.join(DATA_TOOLS)}, got {tool!r}\n"
-            )
+        if tools[tool] is None:
+            sys.stderr.write(f"visdet {name} {tool}: not built yet\n")
             sys.exit(NOT_BUILT)
-        if DATA_TOOLS[tool] is None:
-            sys.stderr.write(f"visdet data {tool}: not built yet\n")
-            sys.exit(NOT_BUILT)
-        _run(DATA_TOOLS[tool], f"visdet data {tool}", rest[1:])
+        _run(tools[tool], f"visdet {name} {tool}", rest[1:])
         return
     if name == "bench" and rest and rest[0] in BENCH_TOOLS:
         sys.exit(importlib.import_module(BENCH_TOOLS[rest[0]]).main(rest[1:]))
