@@ -25,6 +25,7 @@ def test_torchrun_processes_share_one_run_directory(tmp_path):
     run = runs / "torchrun-tiny7"
     assert sorted(p.name for p in run.iterdir()) == [
         ".hydra",
+        "augmentation_preview.png",  # written once, by rank zero
         "checkpoints",
         "config_resolved.yaml",
         "csv",
