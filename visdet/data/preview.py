@@ -25,7 +25,7 @@ from torch import Tensor
 
 from visdet.data.coco import SkippedImage
 from visdet.io.atomic_write import write_bytes_atomic
-from visdet.visualize.draw import draw_boxes
+from visdet.visualize.draw import draw_boxes, to_pil
 
 PAD = 8  # pixels between cells and around the grid
 PAIR_GAP = 2  # pixels between the two tiles of a pair
@@ -47,14 +47,6 @@ def grid_size(n: int, tile: int) -> tuple[int, int]:
     """``(width, height)`` in pixels of the grid of ``n`` pairs of ``tile`` x ``tile`` tiles."""
     rows, cols = grid_shape(n)
     return cols * (2 * tile + PAIR_GAP + PAD) + PAD, rows * (tile + CAPTION_HEIGHT + PAD) + PAD
-
-
-def to_pil(image: Tensor) -> Image.Image:
-    """A float [3, H, W] tensor in [0, 1] as an RGB PIL image."""
-    if image.ndim != 3 or image.shape[0] != 3:
-        raise ValueError(f"to_pil: image must have shape [3, H, W], got {list(image.shape)}")
-    array = (image.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
-    return Image.fromarray(array.permute(1, 2, 0).numpy(), "RGB")
 
 
 def draw_sample(image: Tensor, target: dict, class_names: Sequence[str]) -> Image.Image:

@@ -26,8 +26,6 @@ from visdet.config.validate import validate_config
 from visdet.data.coco import CocoDetection, DatasetError, load_coco
 from visdet.data.datamodule import collate_detection
 from visdet.inference import Detector
-from visdet.io.atomic_write import write_text_atomic
-from visdet.io.strict_json import dumps_strict
 from visdet.metrics.results_file import load_results
 from visdet.runs.evaluation_report import EvalSettings, write_evaluation
 from visdet.runs.model_choice import chosen_preset, tool_settings
@@ -70,13 +68,12 @@ def run_eval(cfg: DictConfig) -> dict:
         dataset = eval_dataset(cfg, detector)
         coco_gt, image_dir = dataset.coco, dataset.image_dir
         results = predict_dataset(detector, dataset, cfg)
-        write_text_atomic(out / "detections.json", dumps_strict(results))
         source = {"checkpoint": str(cfg.ckpt), "annotations": str(dataset.ann_file)}
         title = f"Evaluation of {Path(cfg.ckpt).name} on {Path(dataset.ann_file).name}"
-    settings = EvalSettings(**{**settings.__dict__, "extra": {"source": source}})
-    metrics = write_evaluation(coco_gt, results, out, image_dir, settings, title)
-    metrics["time_s"] = round(time.perf_counter() - start, 1)
-    write_text_atomic(out / "metrics.json", dumps_strict(metrics))
+    # time_s: everything up to the evaluation (reading or predicting the detections)
+    extra = {"source": source, "time_s": round(time.perf_counter() - start, 1)}
+    settings = EvalSettings(**{**settings.__dict__, "extra": extra})
+    metrics = write_evaluation(coco_gt, results, out, image_dir, settings, title, has_ckpt)
     summary = " ".join(f"{k}={metrics['bbox'][k]:.4f}" for k in SUMMARY_KEYS if "bbox" in metrics)
     print(f"eval: {summary} images={metrics['num_images']} -> {out}", flush=True)
     return metrics

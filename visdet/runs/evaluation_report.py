@@ -14,7 +14,6 @@ detections it writes, into one folder,
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,7 @@ from visdet.io.atomic_write import write_text_atomic
 from visdet.io.strict_json import dumps_strict
 from visdet.metrics.coco_eval import CocoEvaluation, evaluate_coco
 from visdet.metrics.tide import tide_errors
-from visdet.runs.predict import to_pil
+from visdet.visualize.draw import to_pil
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +80,18 @@ def write_evaluation(
     image_dir: str | Path | None = None,
     settings: EvalSettings | None = None,
     title: str = "visdet evaluation",
+    save_detections: bool = False,
 ) -> dict:
     """Evaluate ``results`` (COCO results dicts, original ids, checked) against ``coco_gt``
     (a pycocotools COCO) and write every output into ``out_dir``; returns what
     ``metrics.json`` holds. ``image_dir`` (the folder ``file_name`` is relative to) enables
-    the report's gallery."""
+    the report's gallery; ``save_detections`` also writes ``results`` as
+    ``detections.json``."""
     settings = settings or EvalSettings()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if save_detections:
+        write_text_atomic(out / "detections.json", dumps_strict(results))
     metrics: dict = {}
     evaluations: dict[str, CocoEvaluation] = {}
     for iou_type in settings.iou_types:
@@ -213,7 +216,3 @@ def _gallery(coco_gt, gt, dets, names, image_ids, per_image_errors, image_dir, c
     if skipped:
         log.warning("report gallery: %d images not readable: %s", len(skipped), skipped[:3])
     return gallery_entries(images, score_thresh=score_thresh)
-
-
-def read_metrics(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text())

@@ -21,7 +21,6 @@ import math
 import time
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from tqdm import tqdm
@@ -33,7 +32,7 @@ from visdet.inference.image_source import SourceImage, list_images
 from visdet.inference.tiling import TileSettings
 from visdet.io.atomic_write import write_bytes_atomic, write_text_atomic
 from visdet.runs.model_choice import chosen_preset, tool_settings
-from visdet.visualize.draw import draw_boxes
+from visdet.visualize.draw import draw_boxes, to_pil
 
 log = logging.getLogger(__name__)
 
@@ -194,12 +193,6 @@ def crop_box(picture: Image.Image, box) -> Image.Image | None:
     if right <= left or bottom <= top:
         return None
     return picture.crop((left, top, right, bottom))
-
-
-def to_pil(tensor: torch.Tensor) -> Image.Image:
-    """float [3, H, W] in [0, 1] -> 8-bit RGB PIL image."""
-    array = (tensor.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    return Image.fromarray(array, "RGB")
 
 
 def write_image(picture: Image.Image, path: Path) -> None:

@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw, ImageFont
 
 GOLDEN_RATIO_CONJUGATE = 0.618033988749895
@@ -133,3 +134,11 @@ def _as_numpy(values, arg: str) -> np.ndarray:
         raise TypeError(
             f"draw_boxes: {arg} must be array-like, got {type(values).__name__}"
         ) from error
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """A float [3, H, W] tensor in [0, 1] as an 8-bit RGB PIL image."""
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"to_pil: image must have shape [3, H, W], got {list(image.shape)}")
+    array = (image.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+    return Image.fromarray(array.permute(1, 2, 0).numpy(), "RGB")
