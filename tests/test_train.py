@@ -65,6 +65,7 @@ def test_tiny_run_trains_and_writes_metrics(tmp_path, capsys):
     report = json.loads((run / "evaluation" / "metrics.json").read_text())
     assert report["bbox"]["AP"] == pytest.approx(metrics["val/mAP"], abs=1e-12)
     assert (run / "evaluation" / "report.html").is_file()
+    assert (run / "evaluation" / "detections.json").is_file()
     evaluated = run_eval(
         eval_cfg(f"ckpt={written['best_checkpoint']}", f"paths.output_dir={run}/e")
     )

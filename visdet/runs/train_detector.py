@@ -13,8 +13,6 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from visdet.io.atomic_write import write_text_atomic
-from visdet.io.strict_json import dumps_strict
 from visdet.lightning.model_description import describe, with_classes
 from visdet.models.weights.checkpoint_state import load_weights_file
 from visdet.models.weights.safetensors_file import save_weights
@@ -133,8 +131,9 @@ def write_analysis(cfg, trainer, module, datamodule, evaluated: str) -> str | No
     out = Path(cfg.paths.output_dir) / "evaluation"
     if trainer.is_global_zero:
         settings = EvalSettings(extra={"source": {"evaluated": evaluated}})
-        write_text_atomic(out / "detections.json", dumps_strict(detections))
-        write_evaluation(val_set.coco, detections, out, val_set.image_dir, settings, f"{evaluated}")
+        write_evaluation(
+            val_set.coco, detections, out, val_set.image_dir, settings, evaluated, True
+        )
     return str(out)
 
 
