@@ -6,6 +6,7 @@ from visdet.data.coco import CocoDetection, load_coco
 from visdet.data.datamodule import DetectionDataModule, collate_detection
 from visdet.data.image_folder import ImageFolderDataset
 from visdet.data.object_crops import ObjectCropDataset, shapes_crops
+from visdet.data.repeat_factor import RepeatFactorSampler, epoch_indices, repeat_factors
 from visdet.data.sources import AutoSource, CocoSource, ShapesSource, VocSource, YoloSource
 
 __all__ = [
@@ -17,10 +18,13 @@ __all__ = [
     "DetectionDataModule",
     "ImageFolderDataset",
     "ObjectCropDataset",
+    "RepeatFactorSampler",
     "ShapesSource",
     "VocSource",
     "YoloSource",
     "collate_detection",
+    "epoch_indices",
     "load_coco",
+    "repeat_factors",
     "shapes_crops",
 ]

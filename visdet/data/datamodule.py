@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import lightning as L
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from visdet.data.coco import CocoDetection, DatasetError, SkippedImage
 from visdet.data.distributed_sampling import EvaluationShardSampler, shard_batches
+from visdet.data.repeat_factor import (
+    RepeatFactorSampler,
+    check_threshold,
+    describe_repeat_factors,
+    repeat_factors,
+)
 
 log = logging.getLogger(__name__)
+
+SAMPLERS = ("random", "repeat_factor")
 
 
 def check_loader_settings(batch_size: int, num_workers: int) -> None:
@@ -39,7 +47,11 @@ def collate_detection(items: list) -> dict:
 class AspectRatioBatchSampler(Sampler[list[int]]):
     """Batches of images on the same side of aspect ratio 1 (landscape vs portrait), in a
     shuffled order that a seed and the epoch fix. With ``num_replicas > 1`` (DDP) every
-    process builds the same list and keeps its shard (``shard_batches``)."""
+    process builds the same list and keeps its shard (``shard_batches``).
+
+    ``epoch_indices``: the images of an epoch, ``epoch -> [index]`` (repeats allowed), e.g.
+    ``RepeatFactorSampler.epoch_list``; None: every image once (``range(N)``). ``len()`` is
+    the number of batches the next ``__iter__`` yields."""
 
     def __init__(
         self,
@@ -49,22 +61,27 @@ class AspectRatioBatchSampler(Sampler[list[int]]):
         drop_last: bool = False,
         num_replicas: int = 1,
         rank: int = 0,
+        epoch_indices: Callable[[int], list[int]] | None = None,
     ) -> None:
-        self.groups = [
-            [i for i, a in enumerate(aspect_ratios) if a >= 1],
-            [i for i, a in enumerate(aspect_ratios) if a < 1],
-        ]
+        self.landscape = [a >= 1 for a in aspect_ratios]
         self.batch_size, self.seed, self.drop_last, self.epoch = batch_size, seed, drop_last, 0
         self.num_replicas, self.rank = num_replicas, rank
+        self.epoch_indices = epoch_indices
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _batches(self) -> list[list[int]]:
-        rng = random.Random(self.seed + self.epoch)
+    def _batches(self, epoch: int) -> list[list[int]]:
+        rng = random.Random(self.seed + epoch)
+        pool = (
+            range(len(self.landscape)) if self.epoch_indices is None else self.epoch_indices(epoch)
+        )
+        groups = [
+            [i for i in pool if self.landscape[i]],
+            [i for i in pool if not self.landscape[i]],
+        ]
         batches = []
-        for group in self.groups:
-            idx = group[:]
+        for idx in groups:
             rng.shuffle(idx)
             for s in range(0, len(idx), self.batch_size):
                 b = idx[s : s + self.batch_size]
@@ -75,10 +92,10 @@ class AspectRatioBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         self.epoch += 1
-        return iter(self._batches())
+        return iter(self._batches(self.epoch))
 
     def __len__(self) -> int:
-        return len(self._batches())
+        return len(self._batches(self.epoch + 1))
 
 
 class DetectionDataModule(L.LightningDataModule):
@@ -92,7 +109,14 @@ class DetectionDataModule(L.LightningDataModule):
         batch_size: images per batch (per process).
         num_workers, pin_memory, persistent_workers: DataLoader settings.
         group_by_aspect_ratio: batch landscape and portrait images separately.
-        seed: shuffling seed of the aspect-ratio sampler.
+        seed: shuffling seed of the training samplers (aspect-ratio, repeat-factor, DDP).
+        sampler: which images an epoch holds: "random" (every training image once, shuffled)
+            or "repeat_factor" (LVIS repeat-factor sampling, visdet.data.repeat_factor: images
+            with rare classes appear more often); combines with ``group_by_aspect_ratio``
+            (the grouping batches the epoch's repeat-factor list) and with DDP.
+        repeat_threshold: the repeat-factor threshold ``t`` in (0, 1]: a class found in fewer
+            than this fraction of the training images is repeated (``sqrt(t / f)``); used
+            only with ``sampler="repeat_factor"``.
         max_image_pixels: images with more pixels are named and skipped (decompression-bomb
             limit); None: Pillow's default.
         root: the dataset folder of ``data=auto data.root=DIR`` (the config interpolates it
@@ -114,9 +138,14 @@ class DetectionDataModule(L.LightningDataModule):
         seed: int = 0,
         max_image_pixels: int | None = None,
         root: str | None = None,
+        sampler: str = "random",
+        repeat_threshold: float = 0.001,
     ) -> None:
         super().__init__()
         check_loader_settings(batch_size, num_workers)
+        if sampler not in SAMPLERS:
+            raise ValueError(f"data.sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+        check_threshold(repeat_threshold)
         self.source = source
         self.num_classes = num_classes
         self.batch_size = batch_size
@@ -125,6 +154,9 @@ class DetectionDataModule(L.LightningDataModule):
         self.persistent_workers = persistent_workers and num_workers > 0
         self.group_by_aspect_ratio = group_by_aspect_ratio
         self.seed = seed
+        self.sampler = sampler
+        self.repeat_threshold = repeat_threshold
+        self.repeat_factors: list[float] | None = None  # per training image, set by setup
         self.train_set: CocoDetection | None = None
         self.val_set: CocoDetection | None = None
         self.max_image_pixels = max_image_pixels
@@ -163,6 +195,10 @@ class DetectionDataModule(L.LightningDataModule):
                 f"({len(train)} images, {train.dropped_boxes} boxes dropped as degenerate)"
             )
         self.train_set, self.val_set = train, val
+        if self.sampler == "repeat_factor":
+            labels = [t["labels"].tolist() for t in train.targets]
+            self.repeat_factors = repeat_factors(labels, self.repeat_threshold)
+            log.info(describe_repeat_factors(self.repeat_factors, self.repeat_threshold))
 
     def on_before_batch_transfer(self, batch, dataloader_idx: int):
         """Names each image that could not be decoded, once (batches come from workers)."""
@@ -188,11 +224,21 @@ class DetectionDataModule(L.LightningDataModule):
             "persistent_workers": self.persistent_workers,
         }
         world, rank = self._processes()
+        repeat = None
+        if train and self.repeat_factors is not None:
+            repeat = RepeatFactorSampler(self.repeat_factors, self.seed, world, rank)
         if train and self.group_by_aspect_ratio:
             sampler = AspectRatioBatchSampler(
-                dataset.aspect_ratios(), self.batch_size, self.seed, num_replicas=world, rank=rank
+                dataset.aspect_ratios(),
+                self.batch_size,
+                self.seed,
+                num_replicas=world,
+                rank=rank,
+                epoch_indices=repeat.epoch_list if repeat is not None else None,
             )
             return DataLoader(dataset, batch_sampler=sampler, **common)
+        if repeat is not None:  # already this process's shard
+            return DataLoader(dataset, batch_size=self.batch_size, sampler=repeat, **common)
         if world == 1:
             return DataLoader(dataset, batch_size=self.batch_size, shuffle=train, **common)
         if train:

@@ -33,6 +33,63 @@ def format_per_class(per_class: dict[str, float]) -> str:
     return "\n".join(rows)
 
 
+# model.detector.class_weights strings resolved from the data: the exponent p of w_c ~ n_c^-p
+CLASS_WEIGHT_MODES = {"inverse_frequency": 1.0, "inverse_sqrt_frequency": 0.5}
+
+
+def check_class_weight_mode(mode: str) -> None:
+    """ValueError naming ``model.detector.class_weights`` for an unknown string."""
+    if mode not in CLASS_WEIGHT_MODES:
+        raise ValueError(
+            f"model.detector.class_weights must be null, a list of floats or one of "
+            f"{', '.join(CLASS_WEIGHT_MODES)}, got {mode!r}"
+        )
+
+
+def frequency_class_weights(box_counts: list[int], mode: str) -> list[float]:
+    """Per-class weights ``w_c ~ n_c^-p`` (p = 1 for ``inverse_frequency``, 1/2 for
+    ``inverse_sqrt_frequency``) from the training boxes per class ``n_c`` (labels 1..K in
+    order), normalised to mean 1 over the classes that have boxes; a class without any box
+    (its weight never enters the loss) gets 1."""
+    check_class_weight_mode(mode)
+    power = CLASS_WEIGHT_MODES[mode]
+    raw = [n**-power if n > 0 else None for n in box_counts]
+    present = [w for w in raw if w is not None]
+    mean = sum(present) / len(present) if present else 1.0
+    return [1.0 if w is None else round(w / mean, 6) for w in raw]
+
+
+def resolve_class_weights(cfg: DictConfig, datamodule) -> None:
+    """Replace a ``model.detector.class_weights`` string by the explicit list computed from
+    the training split's box counts (logged; config_resolved.yaml then holds the list)."""
+    detector = cfg.model.get("detector")
+    mode = detector.get("class_weights") if detector is not None else None
+    if not isinstance(mode, str):
+        return
+    check_class_weight_mode(mode)
+    if datamodule.train_set is None:
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+    counts = [0] * datamodule.num_classes
+    for target in datamodule.train_set.targets:
+        for label in target["labels"].tolist():
+            counts[label - 1] += 1
+    weights = frequency_class_weights(counts, mode)
+    with open_dict(cfg):
+        detector.class_weights = weights
+    names = datamodule.train_set.class_names
+    log.info(
+        "model.detector.class_weights (%s of the training boxes per class): %s",
+        mode,
+        ", ".join(
+            f"{n} {c} boxes -> {w:g}" for n, c, w in zip(names, counts, weights, strict=True)
+        ),
+    )
+    missing = [n for n, c in zip(names, counts, strict=True) if c == 0]
+    if missing:
+        log.warning("classes without a training box (class weight 1): %s", ", ".join(missing))
+
+
 def build_module(cfg: DictConfig, datamodule):
     if cfg.data.get("num_classes") is None:
         # classes come from the data: read the splits now so ${data.num_classes} resolves
@@ -41,6 +98,7 @@ def build_module(cfg: DictConfig, datamodule):
         with open_dict(cfg):
             cfg.data.num_classes = datamodule.num_classes
         log.info("data.num_classes: %d, read from the training split", datamodule.num_classes)
+    resolve_class_weights(cfg, datamodule)
     # optim.param_groups (optional) builds the groups; the rest of optim is the optimizer
     groups_cfg = cfg.optim.get("param_groups")
     optim_cfg = OmegaConf.masked_copy(cfg.optim, [k for k in cfg.optim if k != "param_groups"])

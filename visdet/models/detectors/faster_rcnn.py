@@ -125,6 +125,7 @@ def faster_rcnn(
     box_detections_per_img: int = 100,
     roi_align_sampling_ratio: int = 2,
     roi_align_aligned: bool = False,
+    class_weights: Sequence[float] | str | None = None,
 ) -> FasterRCNN:
     """Faster R-CNN on ``backbone`` with ``neck`` built for it (a partial or class taking
     ``in_channels``, see visdet.models.necks.neck_for); defaults are torchvision's.
@@ -134,6 +135,11 @@ def faster_rcnn(
     is v2's k x (conv3x3 + ``box_head_norm`` + ReLU) then one FC. MMDetection's inference
     conventions: ``anchor_round=False``, ``anchor_strides=(4, 8, 16, 32, 64)``,
     ``roi_align_sampling_ratio=0``, ``roi_align_aligned=True``.
+
+    ``class_weights``: None, or ``num_classes`` weights of the box classifier's cross-entropy
+    (labels 1..num_classes; background 1; ``RoIHeads.losses`` gives the normalisation). The
+    strings ``inverse_frequency`` / ``inverse_sqrt_frequency`` are config values that
+    ``visdet train`` resolves into such a list from the training split before building.
     """
     neck_module = neck_for(backbone, neck)
     channels = neck_module.out_channels
@@ -167,6 +173,7 @@ def faster_rcnn(
         score_thresh=box_score_thresh,
         nms_thresh=box_nms_thresh,
         detections_per_img=box_detections_per_img,
+        class_weights=class_weights,
     )
     transform = DetectionTransform(min_size, max_size, size_divisible=backbone.size_divisibility)
     return FasterRCNN(backbone, neck_module, rpn, roi_heads, transform)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -126,6 +129,9 @@ class RoIHeads(nn.Module):
         nms_thresh: per-class NMS IoU threshold.
         detections_per_img: detections kept per image (highest scores).
         min_size: minimum detection side in pixels.
+        class_weights: None (plain cross-entropy) or one weight per object class, labels
+            1..num_classes in order; the background keeps weight 1 (see ``losses``). Held as
+            a non-persistent buffer, so checkpoints do not change.
     """
 
     def __init__(
@@ -142,6 +148,7 @@ class RoIHeads(nn.Module):
         nms_thresh: float = 0.5,
         detections_per_img: int = 100,
         min_size: float = 1e-2,
+        class_weights: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         self.box_roi_pool = box_roi_pool if box_roi_pool is not None else MultiScaleRoIAlign()
@@ -155,6 +162,9 @@ class RoIHeads(nn.Module):
         self.nms_thresh = nms_thresh
         self.detections_per_img = detections_per_img
         self.min_size = min_size
+        self.register_buffer(
+            "class_weights", _class_weight_vector(class_weights, self.num_classes), persistent=False
+        )
 
     def sample_proposals(
         self, proposals: list[Tensor], targets: list[dict[str, Tensor]]
@@ -191,8 +201,19 @@ class RoIHeads(nn.Module):
         self, logits: Tensor, deltas: Tensor, labels: Tensor, targets: Tensor
     ) -> dict[str, Tensor]:
         """Cross-entropy over sampled RoIs; smooth-L1 (beta 1/9) on the gt-class deltas of
-        foreground RoIs, summed and divided by the number of sampled RoIs."""
-        loss_cls = F.cross_entropy(logits, labels)
+        foreground RoIs, summed and divided by the number of sampled RoIs.
+
+        logits: [S, K + 1], deltas: [S, 4 (K + 1)], labels: [S] in 0..K, targets: [S, 4].
+        With ``class_weights`` w (w[0] = 1 for the background), the classification loss is
+        ``sum_i w[labels_i] * CE_i / S``: each RoI's cross-entropy scaled by its label's
+        weight, divided by the number of sampled RoIs (as MMDetection does), not the weighted
+        mean ``F.cross_entropy(weight=w)`` computes (which divides by ``sum_i w[labels_i]``
+        and so would rescale every RoI's term with the batch's label mix)."""
+        if self.class_weights is None:
+            loss_cls = F.cross_entropy(logits, labels)
+        else:
+            per_roi = F.cross_entropy(logits, labels, reduction="none")
+            loss_cls = (per_roi * self.class_weights[labels]).sum() / max(1, labels.numel())
         fg = torch.nonzero(labels > 0).squeeze(1)
         deltas = deltas.view(deltas.shape[0], -1, 4)[fg, labels[fg]]
         loss_box = F.smooth_l1_loss(deltas, targets[fg], beta=1 / 9, reduction="sum")
@@ -248,3 +269,26 @@ class RoIHeads(nn.Module):
         if self.training:
             return [], self.losses(logits, deltas, torch.cat(labels), torch.cat(reg_targets))
         return self.postprocess(logits, deltas, proposals, images.image_sizes), {}
+
+
+def _class_weight_vector(class_weights: Sequence[float] | None, num_classes: int) -> Tensor | None:
+    """[num_classes + 1] weights, background (index 0) first at 1; None stays None."""
+    if class_weights is None:
+        return None
+    if isinstance(class_weights, str) or not isinstance(class_weights, Sequence):
+        raise ValueError(
+            f"model.detector.class_weights must be null or a list of {num_classes} floats, got "
+            f"{class_weights!r} ('inverse_frequency' / 'inverse_sqrt_frequency' are resolved "
+            "from the training data by visdet train)"
+        )
+    if len(class_weights) != num_classes:
+        raise ValueError(
+            f"model.detector.class_weights has {len(class_weights)} values but there are "
+            f"{num_classes} classes (one weight per class, labels 1..{num_classes})"
+        )
+    values = [float(w) for w in class_weights]
+    if not all(math.isfinite(w) and w >= 0 for w in values):
+        raise ValueError(
+            f"model.detector.class_weights must be finite and >= 0, got {list(class_weights)}"
+        )
+    return torch.tensor([1.0, *values], dtype=torch.float32)
