@@ -1,17 +1,30 @@
 """Device-side batch augmentation for detection (run in ``on_after_batch_transfer``).
 
-Training: resize (the detectors' own resize, visdet.ops.resize_image, antialiased when
-shrinking; short side drawn from ``train_sizes`` once per batch, long side capped at
-``max_size``; drawn from ``(size_seed, step)`` when the caller passes the training step, so
-every DDP process resizes its batch of that step to the same size), then Kornia on each
-group of same-size images as one batch: horizontal flip, optional random affine, colour
-jitter. Boxes follow the geometric transform (the four corners through Kornia's matrix, in
-pixel-centre coordinates), are clipped to the image and dropped below ``min_box_size``;
-labels stay in sync. Validation: only the deterministic resize to ``val_size``.
+Training, in this order, on each batch:
+
+1. Size: each image is resized (the detectors' own resize, visdet.ops.resize_image,
+   antialiased when shrinking) so its short side is the batch's training size ``S`` (drawn
+   from ``train_sizes`` once per batch, from ``(size_seed, step)`` when the caller passes the
+   training step, so every DDP process resizes its batch of that step to the same size; long
+   side capped at ``max_size``), or, with ``large_scale_jitter``, scaled by a random factor
+   and cropped / padded to ``S`` x ``S`` (visdet.data.scale_jitter).
+2. With ``mosaic`` or ``mixup``, the resized batch joins a buffer of recent samples
+   (visdet.data.sample_buffer) that provides the partners: ``mosaic`` puts four images on an
+   ``S`` x ``S`` canvas (visdet.data.mosaic), ``mixup`` blends in one more (visdet.data.mixup).
+   Both switch off for their ``off_last_epochs`` last epochs (``set_epoch``).
+3. Kornia, on each group of same-size images as one batch: horizontal flip, random resized
+   crop, random affine, colour jitter, photometric distortion. Boxes follow the geometric
+   transforms (the four corners through Kornia's matrix, in pixel-centre coordinates).
+
+After every geometric step boxes are clipped to the image and kept when both sides are at
+least ``min_box_size`` and at least ``min_visible`` of their moved area is inside
+(visdet.data.boxes_in_view); labels stay in sync. Validation: only the deterministic resize to
+``val_size``.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Sequence
 
@@ -19,7 +32,22 @@ import kornia.augmentation as K
 import torch
 from torch import Tensor, nn
 
+from visdet.data.augment_settings import (
+    CropSettings,
+    JitterSettings,
+    MixupSettings,
+    MosaicSettings,
+    PhotometricSettings,
+    parse,
+)
+from visdet.data.boxes_in_view import boxes_in_view, clip_boxes, select
+from visdet.data.mixup import draw_lambda, mixup
+from visdet.data.mosaic import draw_center, mosaic
+from visdet.data.sample_buffer import SampleBuffer
+from visdet.data.scale_jitter import large_scale_jitter
 from visdet.ops.resize import resize_image
+
+log = logging.getLogger(__name__)
 
 
 def resize_image_and_boxes(
@@ -35,9 +63,9 @@ def resize_image_and_boxes(
     return out, boxes * boxes.new_tensor([nw / w, nh / h, nw / w, nh / h])
 
 
-def transform_boxes(boxes: Tensor, matrix: Tensor, size: tuple[int, int]) -> Tensor:
-    """Axis-aligned hull of boxes [N, 4] (continuous pixel coordinates) mapped by a 3x3
-    matrix that acts on pixel-centre coordinates (Kornia's convention), clipped to ``size``."""
+def map_boxes(boxes: Tensor, matrix: Tensor) -> Tensor:
+    """Axis-aligned hull [N, 4] of boxes [N, 4] (continuous pixel coordinates) mapped by a
+    3x3 matrix that acts on pixel-centre coordinates (Kornia's convention); not clipped."""
     if boxes.numel() == 0:
         return boxes
     x1, y1, x2, y2 = boxes.unbind(1)
@@ -45,17 +73,12 @@ def transform_boxes(boxes: Tensor, matrix: Tensor, size: tuple[int, int]) -> Ten
     pts = corners - 0.5
     pts = pts @ matrix[:2, :2].T + matrix[:2, 2]
     pts = pts + 0.5
-    out = torch.cat([pts.min(1).values, pts.max(1).values], 1)
-    h, w = size
-    return torch.stack(
-        [
-            out[:, 0].clamp(0, w),
-            out[:, 1].clamp(0, h),
-            out[:, 2].clamp(0, w),
-            out[:, 3].clamp(0, h),
-        ],
-        1,
-    )
+    return torch.cat([pts.min(1).values, pts.max(1).values], 1)
+
+
+def transform_boxes(boxes: Tensor, matrix: Tensor, size: tuple[int, int]) -> Tensor:
+    """``map_boxes`` clipped to ``size`` (height, width)."""
+    return clip_boxes(map_boxes(boxes, matrix), size) if boxes.numel() else boxes
 
 
 class DetectionAugment(nn.Module):
@@ -71,6 +94,14 @@ class DetectionAugment(nn.Module):
         affine: kwargs of kornia RandomAffine (degrees, translate, scale, shear, p) or None.
         min_box_size: boxes narrower or lower than this after augmentation are dropped.
         size_seed: seeds the per-step draw of the training size (with the step number).
+        mosaic: ``{p, center, off_last_epochs}`` (visdet.data.augment_settings) or None.
+        mixup: ``{p, alpha, off_last_epochs}`` or None.
+        large_scale_jitter: ``{scale, p}`` or None.
+        random_resized_crop: ``{scale, ratio, p}`` or None.
+        photometric: ``{brightness, contrast, saturation, hue, p}`` or None.
+        min_visible: boxes with less of their moved area inside the image are dropped.
+        fill: the value (images are in [0, 1]) of canvas pixels no image covers.
+        buffer_size: how many recent samples mosaic and mixup draw their partners from.
     """
 
     def __init__(
@@ -84,6 +115,14 @@ class DetectionAugment(nn.Module):
         affine: dict | None = None,
         min_box_size: float = 2.0,
         size_seed: int | None = 0,
+        mosaic: dict | None = None,
+        mixup: dict | None = None,
+        large_scale_jitter: dict | None = None,
+        random_resized_crop: dict | None = None,
+        photometric: dict | None = None,
+        min_visible: float = 0.0,
+        fill: float = 114 / 255,
+        buffer_size: int = 16,
     ) -> None:
         super().__init__()
         if not train_sizes or any(s < 1 for s in train_sizes) or val_size < 1 or max_size < 1:
@@ -93,25 +132,40 @@ class DetectionAugment(nn.Module):
             )
         if not 0 <= hflip <= 1:
             raise ValueError(f"aug.hflip must be a probability in [0, 1], got {hflip}")
+        if not 0 <= min_visible <= 1:
+            raise ValueError(f"aug.min_visible must be a fraction in [0, 1], got {min_visible}")
         self.train_sizes = tuple(int(s) for s in train_sizes)
         self.val_size = val_size
         self.max_size = max_size
         self.min_box_size = min_box_size
+        self.min_visible = float(min_visible)
+        self.fill = float(fill)
         self.size_seed = size_seed or 0
         self.size_override: int | None = None  # set by e.g. a progressive-resizing schedule
-        ops: list[nn.Module] = []
-        if hflip > 0:
-            ops.append(K.RandomHorizontalFlip(p=hflip))
-        if affine:
-            ops.append(K.RandomAffine(**dict(affine)))
+        self.mosaic = parse(MosaicSettings, "mosaic", mosaic)
+        self.mixup = parse(MixupSettings, "mixup", mixup)
+        self.jitter = parse(JitterSettings, "large_scale_jitter", large_scale_jitter)
+        self.crop = parse(CropSettings, "random_resized_crop", random_resized_crop)
+        photometric = parse(PhotometricSettings, "photometric", photometric)
+        self.buffer = SampleBuffer(buffer_size) if (self.mosaic or self.mixup) else None
+        self.mosaic_on = self.mosaic is not None
+        self.mixup_on = self.mixup is not None
+        self._before: list[nn.Module] = [K.RandomHorizontalFlip(p=hflip)] if hflip > 0 else []
+        self._after: list[nn.Module] = [K.RandomAffine(**dict(affine))] if affine else []
         if color_jitter is not None:
             if len(color_jitter) != 4:
                 raise ValueError(
                     "aug.color_jitter must be (brightness, contrast, saturation, "
                     f"hue), got {list(color_jitter)}"
                 )
-            ops.append(K.ColorJitter(*color_jitter, p=color_jitter_p))
-        self.kornia = K.AugmentationSequential(*ops, data_keys=["input"]) if ops else None
+            self._after.append(K.ColorJitter(*color_jitter, p=color_jitter_p))
+        if photometric is not None:
+            self._after += photometric_ops(photometric)
+        self._sequences: dict[tuple[int, int] | None, K.AugmentationSequential] = {}
+        if self.crop is None and (self._before or self._after):
+            self.kornia = K.AugmentationSequential(*self._before, *self._after, data_keys=["input"])
+        else:
+            self.kornia = None  # built per image size (the crop's output size) on first use
 
     def train_size(self, step: int | None = None) -> int:
         """The training short side: ``size_override`` when set; else drawn from
@@ -123,37 +177,99 @@ class DetectionAugment(nn.Module):
             return random.choice(self.train_sizes)
         return random.Random(f"{self.size_seed}:{step}").choice(self.train_sizes)
 
+    def set_epoch(self, epoch: int, max_epochs: int | None) -> None:
+        """Switch mosaic and mixup off for their ``off_last_epochs`` last epochs (called at
+        the start of each training epoch, 0-based ``epoch``)."""
+        for name, settings in (("mosaic", self.mosaic), ("mixup", self.mixup)):
+            if settings is None or settings.off_last_epochs == 0:
+                continue
+            if max_epochs is None or max_epochs < 0:
+                raise ValueError(
+                    f"aug.{name}.off_last_epochs={settings.off_last_epochs} needs "
+                    "trainer.max_epochs (the run has no fixed number of epochs)"
+                )
+            on = epoch < max_epochs - settings.off_last_epochs
+            if on != getattr(self, f"{name}_on"):
+                log.info("aug.%s %s from epoch %d", name, "on" if on else "off", epoch)
+            setattr(self, f"{name}_on", on)
+
     def forward(
         self, images: list[Tensor], targets: list[dict], train: bool, step: int | None = None
     ) -> tuple[list[Tensor], list[dict]]:
         short = self.train_size(step) if train else self.val_size
         out_images, out_targets = [], []
         for img, tgt in zip(images, targets, strict=True):
-            img, boxes = resize_image_and_boxes(img, tgt["boxes"], short, self.max_size)
+            if train and self.jitter is not None and float(torch.rand(())) < self.jitter.p:
+                img, tgt = large_scale_jitter(
+                    img, tgt, short, self.jitter.scale, self.fill, self.min_box_size,
+                    self.min_visible,
+                )  # fmt: skip
+            else:
+                img, boxes = resize_image_and_boxes(img, tgt["boxes"], short, self.max_size)
+                tgt = {**tgt, "boxes": boxes}
             out_images.append(img)
-            out_targets.append({**tgt, "boxes": boxes})
-        if train and self.kornia is not None:
+            out_targets.append(tgt)
+        if train and self.buffer is not None and (self.mosaic_on or self.mixup_on):
+            self._mix(out_images, out_targets, short)
+        if train and (self._before or self._after or self.crop is not None):
             self._augment_groups(out_images, out_targets)
         for img, tgt in zip(out_images, out_targets, strict=True):
             tgt["input_size"] = (int(img.shape[-2]), int(img.shape[-1]))
         return out_images, out_targets
+
+    def _mix(self, images: list[Tensor], targets: list[dict], short: int) -> None:
+        """Mosaic and mixup with partners from the buffer (the batch included)."""
+        self.buffer.extend(images, targets)
+        for i, (img, tgt) in enumerate(zip(list(images), list(targets), strict=True)):
+            if self.mosaic_on and float(torch.rand(())) < self.mosaic.p:
+                tiles = [(img, tgt), *self.buffer.draw(3, exclude=img)]
+                center = draw_center(short, self.mosaic.center)
+                img, tgt = mosaic(
+                    tiles, short, center, self.fill, self.min_box_size, self.min_visible
+                )
+            if self.mixup_on and float(torch.rand(())) < self.mixup.p:
+                ((partner, partner_tgt),) = self.buffer.draw(1, exclude=images[i])
+                lam = draw_lambda(self.mixup.alpha)
+                img, tgt = mixup(img, tgt, partner, partner_tgt, lam, self.fill)
+            images[i], targets[i] = img, tgt
+
+    def _sequence(self, size: tuple[int, int]) -> K.AugmentationSequential:
+        if self.kornia is not None:
+            return self.kornia
+        if size not in self._sequences:
+            crop = K.RandomResizedCrop(
+                size, scale=self.crop.scale, ratio=self.crop.ratio, p=self.crop.p
+            )
+            self._sequences[size] = K.AugmentationSequential(
+                *self._before, crop, *self._after, data_keys=["input"]
+            )
+        return self._sequences[size]
 
     def _augment_groups(self, images: list[Tensor], targets: list[dict]) -> None:
         groups: dict[tuple[int, int], list[int]] = {}
         for i, img in enumerate(images):
             groups.setdefault(tuple(img.shape[-2:]), []).append(i)
         for size, idx in groups.items():
-            batch = self.kornia(torch.stack([images[i] for i in idx]))
-            matrices = self.kornia.transform_matrix
+            sequence = self._sequence(size)
+            batch = sequence(torch.stack([images[i] for i in idx]))
+            matrices = sequence.transform_matrix
             for j, i in enumerate(idx):
                 images[i] = batch[j]
                 m = matrices[j] if matrices is not None else torch.eye(3, device=batch.device)
-                boxes = transform_boxes(targets[i]["boxes"], m.to(batch.dtype), size)
-                keep = ((boxes[:, 2] - boxes[:, 0]) >= self.min_box_size) & (
-                    (boxes[:, 3] - boxes[:, 1]) >= self.min_box_size
-                )
-                targets[i] = {
-                    **targets[i],
-                    "boxes": boxes[keep],
-                    "labels": targets[i]["labels"][keep],
-                }
+                moved = map_boxes(targets[i]["boxes"], m.to(batch.dtype))
+                boxes, keep = boxes_in_view(moved, size, self.min_box_size, self.min_visible)
+                targets[i] = select(targets[i], boxes, keep)
+
+
+def photometric_ops(settings: PhotometricSettings) -> list[nn.Module]:
+    """Kornia's brightness, contrast, saturation and hue ops of ``settings``, each with p."""
+    ops: list[nn.Module] = []
+    if settings.brightness is not None:
+        ops.append(K.RandomBrightness(settings.brightness, p=settings.p))
+    if settings.contrast is not None:
+        ops.append(K.RandomContrast(settings.contrast, p=settings.p))
+    if settings.saturation is not None:
+        ops.append(K.RandomSaturation(settings.saturation, p=settings.p))
+    if settings.hue is not None:
+        ops.append(K.RandomHue(settings.hue, p=settings.p))
+    return ops

@@ -1,7 +1,8 @@
 """What the model sees: a grid of training samples before and after the training augmentation.
 
 Each cell is a pair of tiles: the image resized as in validation (``augment(..., train=False)``)
-and the same image after the training augmentation (``augment(..., train=True, step=i)``),
+and the same image after the training augmentation (``augment(..., train=True, step=0)``, all
+samples as one batch),
 boxes and class names drawn (visdet.visualize.draw_boxes) and a small caption above each tile.
 Samples are a seeded choice from the dataset; the augmentation runs on the CPU under a forked
 torch generator seeded with ``seed`` (Python's and NumPy's global states saved and restored),
@@ -12,6 +13,7 @@ AugmentationPreview callback.
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 import os
@@ -110,19 +112,27 @@ def augmentation_preview(
 
 
 def _pairs(samples, augment, names: list[str]) -> list[tuple[Image.Image, str, Image.Image, str]]:
-    """``(before, caption, after, caption)`` per sample; each augmented as a batch of one."""
+    """``(before, caption, after, caption)`` per sample. The samples are augmented as one
+    training batch by a copy of ``augment`` (mosaic and mixup draw their partners from the
+    other samples; the caller's sample buffer is left as it was)."""
+    augment = copy.deepcopy(augment)
+    if getattr(augment, "buffer", None) is not None:
+        augment.buffer.clear()
+    images = [image.cpu() for _, image, _ in samples]
+    targets = [
+        {**t, "boxes": t["boxes"].cpu(), "labels": t["labels"].cpu()} for _, _, t in samples
+    ]
+    before, before_t = augment(images, [dict(t) for t in targets], train=False)
+    after, after_t = augment(images, [dict(t) for t in targets], train=True, step=0)
     pairs = []
-    for step, (index, image, target) in enumerate(samples):
-        image = image.cpu()
-        target = {**target, "boxes": target["boxes"].cpu(), "labels": target["labels"].cpu()}
-        (before,), (before_t,) = augment([image], [dict(target)], train=False)
-        (after,), (after_t,) = augment([image], [dict(target)], train=True, step=step)
+    for k, (index, _, _) in enumerate(samples):
         pairs.append(
             (
-                draw_sample(before, before_t, names),
-                f"#{index} {before.shape[-1]}x{before.shape[-2]}",
-                draw_sample(after, after_t, names),
-                f"aug {after.shape[-1]}x{after.shape[-2]}, {_boxes(len(after_t['labels']))}",
+                draw_sample(before[k], before_t[k], names),
+                f"#{index} {before[k].shape[-1]}x{before[k].shape[-2]}",
+                draw_sample(after[k], after_t[k], names),
+                f"aug {after[k].shape[-1]}x{after[k].shape[-2]}, "
+                f"{_boxes(len(after_t[k]['labels']))}",
             )
         )
     return pairs

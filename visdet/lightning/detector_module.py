@@ -124,6 +124,11 @@ class DetectorModule(TrainingModule):
         # the training size is drawn from the global step: the same on every DDP process
         return self.augment(images, targets, train=self.training, step=self.global_step)
 
+    def on_train_epoch_start(self) -> None:
+        """Mosaic and mixup switch off for their last epochs (``aug.*.off_last_epochs``)."""
+        if hasattr(self.augment, "set_epoch"):
+            self.augment.set_epoch(self.current_epoch, self.trainer.max_epochs)
+
     def _metric(self) -> CocoMeanAP:
         dm = self.trainer.datamodule
         if self.val_metric is None or self.val_metric.ann_file != str(dm.val_set.ann_file):

@@ -1,6 +1,7 @@
 """The one image resize of visdet: the data augmentation, the detector's own input transform
 and exported detectors all size images with these two functions, so training, standalone and
-exported preprocessing cannot differ."""
+exported preprocessing cannot differ (``resize_to``, the same bilinear resize to a given size,
+serves the augmentations that scale to a drawn size)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,15 @@ def resize_image(
     ``antialias`` low-pass filters when shrinking. Returns ``image`` itself when the size
     does not change."""
     h, w = int(image.shape[-2]), int(image.shape[-1])
-    size = resized_size(h, w, min_size, max_size)
+    return resize_to(image, resized_size(h, w, min_size, max_size), antialias)
+
+
+def resize_to(image: Tensor, size: tuple[int, int], antialias: bool = False) -> Tensor:
+    """image [C, H, W] resized bilinearly (``align_corners=False``) to ``size`` (h, w);
+    ``antialias`` low-pass filters when shrinking. Returns ``image`` itself when the size
+    does not change."""
+    h, w = int(image.shape[-2]), int(image.shape[-1])
+    size = (int(size[0]), int(size[1]))
     if size == (h, w):
         return image
     shrinks = size[0] < h or size[1] < w
