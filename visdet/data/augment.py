@@ -150,22 +150,26 @@ class DetectionAugment(nn.Module):
         self.buffer = SampleBuffer(buffer_size) if (self.mosaic or self.mixup) else None
         self.mosaic_on = self.mosaic is not None
         self.mixup_on = self.mixup is not None
-        self._before: list[nn.Module] = [K.RandomHorizontalFlip(p=hflip)] if hflip > 0 else []
-        self._after: list[nn.Module] = [K.RandomAffine(**dict(affine))] if affine else []
+        before: list[nn.Module] = [K.RandomHorizontalFlip(p=hflip)] if hflip > 0 else []
+        after: list[nn.Module] = [K.RandomAffine(**dict(affine))] if affine else []
         if color_jitter is not None:
             if len(color_jitter) != 4:
                 raise ValueError(
                     "aug.color_jitter must be (brightness, contrast, saturation, "
                     f"hue), got {list(color_jitter)}"
                 )
-            self._after.append(K.ColorJitter(*color_jitter, p=color_jitter_p))
+            after.append(K.ColorJitter(*color_jitter, p=color_jitter_p))
         if photometric is not None:
-            self._after += photometric_ops(photometric)
-        self._sequences: dict[tuple[int, int] | None, K.AugmentationSequential] = {}
-        if self.crop is None and (self._before or self._after):
-            self.kornia = K.AugmentationSequential(*self._before, *self._after, data_keys=["input"])
+            after += photometric_ops(photometric)
+        # registered modules, so .to(device) moves them with the detector module
+        self.ops_before, self.ops_after = nn.ModuleList(before), nn.ModuleList(after)
+        # per image size (the crop's output size); a plain dict: the crop has no state, and
+        # its lazily built entries must not change the checkpoint's keys
+        self.crop_sequences: dict[tuple[int, int], K.AugmentationSequential] = {}
+        if self.crop is None and (before or after):
+            self.kornia = K.AugmentationSequential(*before, *after, data_keys=["input"])
         else:
-            self.kornia = None  # built per image size (the crop's output size) on first use
+            self.kornia = None  # with a crop: built per image size on first use
 
     def train_size(self, step: int | None = None) -> int:
         """The training short side: ``size_override`` when set; else drawn from
@@ -211,7 +215,7 @@ class DetectionAugment(nn.Module):
             out_targets.append(tgt)
         if train and self.buffer is not None and (self.mosaic_on or self.mixup_on):
             self._mix(out_images, out_targets, short)
-        if train and (self._before or self._after or self.crop is not None):
+        if train and (len(self.ops_before) or len(self.ops_after) or self.crop is not None):
             self._augment_groups(out_images, out_targets)
         for img, tgt in zip(out_images, out_targets, strict=True):
             tgt["input_size"] = (int(img.shape[-2]), int(img.shape[-1]))
@@ -236,14 +240,15 @@ class DetectionAugment(nn.Module):
     def _sequence(self, size: tuple[int, int]) -> K.AugmentationSequential:
         if self.kornia is not None:
             return self.kornia
-        if size not in self._sequences:
+        key = (int(size[0]), int(size[1]))
+        if key not in self.crop_sequences:
             crop = K.RandomResizedCrop(
                 size, scale=self.crop.scale, ratio=self.crop.ratio, p=self.crop.p
             )
-            self._sequences[size] = K.AugmentationSequential(
-                *self._before, crop, *self._after, data_keys=["input"]
+            self.crop_sequences[key] = K.AugmentationSequential(
+                *self.ops_before, crop, *self.ops_after, data_keys=["input"]
             )
-        return self._sequences[size]
+        return self.crop_sequences[key]
 
     def _augment_groups(self, images: list[Tensor], targets: list[dict]) -> None:
         groups: dict[tuple[int, int], list[int]] = {}
