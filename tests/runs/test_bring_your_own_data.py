@@ -1,6 +1,6 @@
 """Bring your own data, end to end and in process: a YOLO and a VOC dataset (the shapes data,
-4 classes, generated under tmp_path; no num_classes anywhere) train for one tiny epoch with
-``visdet train``, then ``visdet eval`` and ``visdet predict`` run on the checkpoint.
+4 classes, 64 px, generated under tmp_path; no num_classes anywhere) train for one step and a
+validation with ``visdet train``, then ``visdet eval`` and ``visdet predict`` run on the checkpoint.
 
 Checked: the checkpoint's classes are the dataset's names with their ids (YOLO: the order of
 ``names``; VOC: the sorted object names), metrics.json equals pycocotools' COCOeval run here on
@@ -39,7 +39,7 @@ class TrainedRun:
     name: str  # "yolo" or "voc"
     data: list[str]  # the data= overrides naming the dataset (no num_classes)
     shapes: Path  # the shapes dataset it was made from (instances_{train,val}.json)
-    val_images: Path  # the folder of the val split's images
+    val_images: Path  # a folder holding the val images (YOLO: images/val; VOC: JPEGImages)
     classes: list[dict]  # [{"id", "name"}] the dataset states
     ckpt: Path
     work: Path
