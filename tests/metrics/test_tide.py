@@ -85,6 +85,16 @@ def test_a_wrong_class_is_cls_and_not_a_miss(tmp_path):
     assert result["counts"] == {**dict.fromkeys(ERROR_TYPES, 0), "cls": 1}
 
 
+def test_a_wrong_class_on_a_found_box_fixes_nothing(tmp_path):
+    """The only box aimed at is matched by the right class: no cls error to fix (this case
+    raised an IndexError in visdet eval)."""
+    path = gt_file(tmp_path, [(1, A)])
+    result = tide_errors(path, [det(1, A, 0.9), det(2, A, 0.8)])
+    assert result["AP"] == pytest.approx(1.0)  # class two has no ground truth: left out
+    assert result["counts"]["cls"] == 1
+    assert result["dAP"]["cls"] == pytest.approx(0.0)
+
+
 def test_a_high_scoring_background_box_is_bkg(tmp_path):
     path = gt_file(tmp_path, [(1, A)])
     dets = [det(1, FAR, 0.95), det(1, [0.0, 0.0, 5.0, 5.0], 0.9, image_id=2), det(1, A, 0.5)]

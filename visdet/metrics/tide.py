@@ -264,6 +264,8 @@ def _best_fixers(m: dict) -> np.ndarray:
     if not aims.size:
         return best
     aims = aims[~m["gt_matched"][target[aims]]]
+    if not aims.size:  # every aimed-at box is matched: nothing to fix
+        return best
     order = np.lexsort((aims, -m["det_score"][aims], target[aims]))
     ranked = aims[order]
     first = np.r_[True, np.diff(target[ranked]) != 0]
