@@ -125,3 +125,22 @@ def test_a_file_without_description_needs_model_and_may_know_more_classes(tmp_pa
     detections = json.loads((out / "detections.json").read_text())
     assert detections and {d["category_id"] for d in detections} <= {1, 2, 3, 4}
     assert metrics["num_images"] == 3 and len(metrics["bbox"]["per_class"]) == 4
+
+
+def test_annotations_must_use_the_detectors_ids_and_names():
+    from types import SimpleNamespace
+
+    from visdet.data.coco_checks import DatasetError
+    from visdet.runs.evaluate import check_dataset_classes
+
+    data = SimpleNamespace(ann_file="gt.json", cat_ids=[1, 3], class_names=["cat", "dog"])
+    trained = SimpleNamespace(category_ids=[1, 2, 3], class_names=["cat", "cow", "dog"])
+    check_dataset_classes(data, SimpleNamespace(**vars(trained), description={}))
+    with pytest.raises(DatasetError, match=r"gt.json has category ids .* not predict: \[3\]"):
+        check_dataset_classes(data, SimpleNamespace(category_ids=[1, 2], class_names=["a", "b"],
+                                                    description={}))  # fmt: skip
+    swapped = SimpleNamespace(category_ids=[1, 3], class_names=["dog", "cat"], description={})
+    with pytest.raises(DatasetError, match=r"names category id 1 'cat', but the detector was "
+                                           r"trained with 'dog' for that id"):  # fmt: skip
+        check_dataset_classes(data, swapped)
+    check_dataset_classes(data, SimpleNamespace(**{**vars(swapped), "description": None}))

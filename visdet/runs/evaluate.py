@@ -119,14 +119,30 @@ def eval_dataset(cfg: DictConfig, detector: Detector):
     dataset = CocoDetection(
         splits[split].ann_file, splits[split].image_dir, data_cfg.get("max_image_pixels")
     )
+    check_dataset_classes(dataset, detector)
+    return dataset
+
+
+def check_dataset_classes(dataset, detector: Detector) -> None:
+    """DatasetError when the annotations have category ids the detector does not predict
+    (it may know more: a COCO model's 90 ids, 80 in use), or, for a detector whose classes
+    come from its training data (a described checkpoint), when an id names another class."""
     unknown = sorted(set(dataset.cat_ids) - set(detector.category_ids))
-    if unknown:  # the detector may know more classes (a COCO model's 90 ids, 80 in use)
+    if unknown:
         raise DatasetError(
             f"{dataset.ann_file} has category ids the detector does not predict: {unknown[:10]}"
             f" (the detector's ids: {list(detector.category_ids)[:10]}"
             f"{', ...' if len(detector.category_ids) > 10 else ''})"
         )
-    return dataset
+    if detector.description is None:  # names made up for a bare state dict: ids only
+        return
+    trained = dict(zip(detector.category_ids, detector.class_names, strict=True))
+    for cat_id, name in zip(dataset.cat_ids, dataset.class_names, strict=True):
+        if trained[cat_id] != name:
+            raise DatasetError(
+                f"{dataset.ann_file} names category id {cat_id} {name!r}, but the detector "
+                f"was trained with {trained[cat_id]!r} for that id"
+            )
 
 
 def predict_dataset(detector: Detector, dataset, cfg: DictConfig) -> list[dict]:
