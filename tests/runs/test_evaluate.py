@@ -144,3 +144,19 @@ def test_annotations_must_use_the_detectors_ids_and_names():
                                            r"trained with 'dog' for that id"):  # fmt: skip
         check_dataset_classes(data, swapped)
     check_dataset_classes(data, SimpleNamespace(**{**vars(swapped), "description": None}))
+
+
+def test_batch_size_defaults_to_the_training_runs():
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from visdet.runs.evaluate import eval_batch_size
+
+    trained = SimpleNamespace(description={"config": {"data": {"batch_size": 4}}})
+    assert eval_batch_size(OmegaConf.create({"batch_size": None}), trained) == 4
+    assert eval_batch_size(OmegaConf.create({"batch_size": 2}), trained) == 2
+    bare = SimpleNamespace(description=None)
+    assert eval_batch_size(OmegaConf.create({"batch_size": None}), bare) == 8
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
+        eval_batch_size(OmegaConf.create({"batch_size": 0}), bare)

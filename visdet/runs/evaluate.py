@@ -145,12 +145,25 @@ def check_dataset_classes(dataset, detector: Detector) -> None:
             )
 
 
+def eval_batch_size(cfg: DictConfig, detector: Detector) -> int:
+    """``cfg.batch_size``, or when null the training run's ``data.batch_size`` stored in the
+    checkpoint (a batch pads its images to the largest, which shifts the numbers a little for
+    mixed-size images, so the training's batch reproduces its validation numbers), else 8."""
+    size = cfg.get("batch_size")
+    if size is None:
+        stored = (detector.description or {}).get("config", {}).get("data") or {}
+        size = stored.get("batch_size", 8)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {size!r}")
+    return size
+
+
 def predict_dataset(detector: Detector, dataset, cfg: DictConfig) -> list[dict]:
     """COCO results (xywh in original pixels, the dataset's category ids) for every image
     of ``dataset``, in batches, with a progress bar; unreadable images are skipped (named)."""
     loader = DataLoader(
         dataset,
-        batch_size=int(cfg.get("batch_size", 8)),
+        batch_size=eval_batch_size(cfg, detector),
         num_workers=int(cfg.get("num_workers", 0)),
         collate_fn=collate_detection,
     )
