@@ -7,6 +7,8 @@ PIP := $(PY) -m pip
 # wheel this pin takes it; an already installed torch is always kept.
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+# pytest worker processes of `make test` / `make test-full` (pytest-xdist); 0 runs in one
+TEST_WORKERS ?= 2
 
 .PHONY: install test test-full lint bench train clean
 
@@ -21,10 +23,10 @@ $(STAMP): pyproject.toml | $(PY)
 install: $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 test-full: $(STAMP)
-	$(PY) -m pytest -q -m ""
+	$(PY) -m pytest -q -m "" -n $(TEST_WORKERS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check visdet tests experiments examples train.py setup.py
