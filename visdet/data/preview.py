@@ -119,9 +119,7 @@ def _pairs(samples, augment, names: list[str]) -> list[tuple[Image.Image, str, I
     if getattr(augment, "buffer", None) is not None:
         augment.buffer.clear()
     images = [image.cpu() for _, image, _ in samples]
-    targets = [
-        {**t, "boxes": t["boxes"].cpu(), "labels": t["labels"].cpu()} for _, _, t in samples
-    ]
+    targets = [{**t, "boxes": t["boxes"].cpu(), "labels": t["labels"].cpu()} for _, _, t in samples]
     before, before_t = augment(images, [dict(t) for t in targets], train=False)
     after, after_t = augment(images, [dict(t) for t in targets], train=True, step=0)
     pairs = []
