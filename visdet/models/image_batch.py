@@ -26,4 +26,4 @@ class ImageBatch:
     @property
     def padded_size(self) -> tuple[int, int]:
         """(Hp, Wp) of the padded batch."""
-        return int(self.tensor.shape[-2]), int(self.tensor.shape[-1])
+        return self.tensor.shape[-2], self.tensor.shape[-1]  # symbolic in an exported graph

@@ -180,6 +180,10 @@ def nms(
     Returns:
         int64 [K] indices of kept boxes, in decreasing score order.
     """
+    if torch.compiler.is_exporting():  # no data-dependent control flow in an exported graph
+        from visdet.ops.nms_graph import graph_nms
+
+        return graph_nms(boxes, scores, iou_threshold)
     block = _block_size(implementation, boxes.shape[0] if boxes.dim() else 0)
     sorted_boxes, order, threshold = _prepare(boxes, scores, iou_threshold)
     if sorted_boxes.shape[0] == 0:
@@ -214,6 +218,10 @@ def batched_nms(
         )
     if idxs.is_floating_point():
         raise TypeError(f"idxs must be an integer tensor, got dtype {idxs.dtype}")
+    if torch.compiler.is_exporting():  # no data-dependent control flow in an exported graph
+        from visdet.ops.nms_graph import graph_batched_nms
+
+        return graph_batched_nms(boxes, scores, idxs, iou_threshold)
     sorted_boxes, order, threshold = _prepare(boxes, scores, iou_threshold)
     n = sorted_boxes.shape[0]
     if n == 0:

@@ -77,6 +77,15 @@ def _axis_samples(
     return torch.stack((low, high), dim=-1), w
 
 
+def weighted_gather(flat: Tensor, index: Tensor, wy: Tensor, wx: Tensor) -> Tensor:
+    """out[k, p, q, :] = sum_ab wy[k, p, a] * wx[k, q, b] * flat[index[k, p, a, q, b]]:
+    flat [P, C]; index [R, ph, A, pw, B]; wy [R, ph, A]; wx [R, pw, B] -> [R, ph, pw, C]."""
+    r, ph, a, pw, b = index.shape
+    g = flat.index_select(0, index.reshape(-1)).view(r, ph, a, pw, b, flat.shape[1])
+    g = (g * wx[:, None, None, :, :, None]).sum(4)  # [R, ph, A, pw, C]
+    return (g * wy[:, :, :, None, None]).sum(2)
+
+
 class _RoIAlignGather(torch.autograd.Function):
     """Weighted gather of channels-last rows: out[k, p, q, :] = sum_ab Wy*Wx*feat[idx]."""
 
@@ -91,9 +100,7 @@ class _RoIAlignGather(torch.autograd.Function):
         step = max(1, _CHUNK_ELEMENTS // max(1, ph * a * pw * b * c))
         for s in range(0, r, step):
             e = min(r, s + step)
-            g = flat.index_select(0, index[s:e].reshape(-1)).view(e - s, ph, a, pw, b, c)
-            g = (g * wx[s:e, None, None, :, :, None]).sum(4)  # [k, ph, A, pw, C]
-            out[s:e] = (g * wy[s:e, :, :, None, None]).sum(2)
+            out[s:e] = weighted_gather(flat, index[s:e], wy[s:e], wx[s:e])
         return out
 
     @staticmethod
@@ -149,7 +156,8 @@ def roi_align(
     work_dtype = torch.float64 if input.dtype == torch.float64 else torch.float32
     rois = rois.to(work_dtype)
     batch = rois[:, 0].long()
-    if k and (int(batch.min()) < 0 or int(batch.max()) >= n):
+    exporting = torch.compiler.is_exporting()  # an exported graph has no data-dependent branch
+    if not exporting and k and (int(batch.min()) < 0 or int(batch.max()) >= n):
         raise ValueError(
             f"boxes batch indices must be in [0, {n - 1}], got "
             f"[{int(batch.min())}, {int(batch.max())}]"
@@ -171,6 +179,10 @@ def roi_align(
         grid_w = torch.ceil(roi_w / pw).long().clamp(min=0)
 
     flat = input.to(work_dtype).permute(0, 2, 3, 1).reshape(n * h * w, c)
+    if sampling_ratio > 0:  # one sampling grid for every RoI: no grouping
+        boxes_axes = (batch, x1, y1, roi_w, roi_h)
+        out = _pool(flat, boxes_axes, (ph, pw), (sampling_ratio, sampling_ratio), (h, w))
+        return out.permute(0, 3, 1, 2).to(out_dtype)
     if k == 0:  # still an autograd node of ``input``, so backward gives a zero gradient
         empty = torch.zeros(0, ph, 0, pw, 0, dtype=torch.long, device=flat.device)
         out = _RoIAlignGather.apply(flat, empty, flat.new_zeros(0, ph, 0), flat.new_zeros(0, pw, 0))
@@ -179,15 +191,33 @@ def roi_align(
     pairs = torch.stack((grid_h, grid_w), 1)
     for gh, gw in torch.unique(pairs, dim=0).tolist():
         sel = torch.nonzero((grid_h == gh) & (grid_w == gw)).squeeze(1)
-        iy, wy = _axis_samples(y1[sel], roi_h[sel], ph, gh, h)
-        ix, wx = _axis_samples(x1[sel], roi_w[sel], pw, gw, w)
-        r = sel.numel()
-        base = (batch[sel] * (h * w)).view(r, 1, 1, 1, 1)
-        index = base + iy.view(r, ph, 2 * gh, 1, 1) * w + ix.view(r, 1, 1, pw, 2 * gw)
-        wy = wy.reshape(r, ph, 2 * gh) / max(1, gh * gw)  # an empty grid gives 0
-        wx = wx.reshape(r, pw, 2 * gw)
-        out[sel] = _RoIAlignGather.apply(flat, index, wy, wx)
+        boxes_axes = (batch[sel], x1[sel], y1[sel], roi_w[sel], roi_h[sel])
+        out[sel] = _pool(flat, boxes_axes, (ph, pw), (gh, gw), (h, w))
     return out.permute(0, 3, 1, 2).to(out_dtype)
+
+
+def _pool(
+    flat: Tensor,
+    boxes_axes: tuple[Tensor, Tensor, Tensor, Tensor, Tensor],
+    pooled: tuple[int, int],
+    grid: tuple[int, int],
+    size: tuple[int, int],
+) -> Tensor:
+    """[R, ph, pw, C] pooled values of R RoIs that share one ``grid`` (gh, gw) of samples
+    per bin; ``boxes_axes`` = (batch index, x1, y1, width, height), each [R], in feature-map
+    coordinates; ``flat`` = the feature map as [N * H * W, C]; ``size`` = (H, W)."""
+    batch, x1, y1, roi_w, roi_h = boxes_axes
+    (ph, pw), (gh, gw), (h, w) = pooled, grid, size
+    iy, wy = _axis_samples(y1, roi_h, ph, gh, h)
+    ix, wx = _axis_samples(x1, roi_w, pw, gw, w)
+    r = batch.shape[0]
+    base = (batch * (h * w)).view(r, 1, 1, 1, 1)
+    index = base + iy.view(r, ph, 2 * gh, 1, 1) * w + ix.view(r, 1, 1, pw, 2 * gw)
+    wy = wy.reshape(r, ph, 2 * gh) / max(1, gh * gw)  # an empty grid gives 0
+    wx = wx.reshape(r, pw, 2 * gw)
+    if torch.compiler.is_exporting():  # inference graph: one gather, no autograd Function
+        return weighted_gather(flat, index, wy, wx)
+    return _RoIAlignGather.apply(flat, index, wy, wx)
 
 
 __all__ = ["roi_align", "rois_from_boxes"]

@@ -78,7 +78,7 @@ class FasterRCNN(nn.Module):
             if targets is None:
                 raise ValueError("targets are required in training mode (one dict per image)")
             check_targets(targets, len(images), self.num_classes)
-        original_sizes = [(int(i.shape[-2]), int(i.shape[-1])) for i in images]
+        original_sizes = [(i.shape[-2], i.shape[-1]) for i in images]  # symbolic when exported
         batch, targets = self.transform(images, targets if self.training else None)
         features = self.neck(self.backbone(batch.tensor))
         gt_boxes = [t["boxes"] for t in targets] if targets is not None else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Sequence
 
@@ -73,15 +72,15 @@ class DetectionTransform(nn.Module):
             img = (img - mean[:, None, None]) / std[:, None, None]
             new = self.resize(img)
             resized.append(new)
-            sizes.append((int(new.shape[-2]), int(new.shape[-1])))
+            sizes.append((new.shape[-2], new.shape[-1]))  # symbolic in an exported graph
             if targets is not None:
                 t = dict(targets[i])
                 ry, rx = new.shape[-2] / img.shape[-2], new.shape[-1] / img.shape[-1]
                 t["boxes"] = t["boxes"] * t["boxes"].new_tensor([rx, ry, rx, ry])
                 out_targets.append(t)
         d = self.size_divisible
-        ph = int(math.ceil(max(s[0] for s in sizes) / d) * d)
-        pw = int(math.ceil(max(s[1] for s in sizes) / d) * d)
+        ph = -(-max(s[0] for s in sizes) // d) * d  # integer ceil: exact, and traceable
+        pw = -(-max(s[1] for s in sizes) // d) * d
         batch = resized[0].new_zeros(len(resized), 3, ph, pw)
         for b, img in enumerate(resized):
             batch[b, :, : img.shape[1], : img.shape[2]] = img
@@ -95,6 +94,8 @@ class DetectionTransform(nn.Module):
     ) -> list[dict[str, Tensor]]:
         """Scale each result's boxes from the resized image to the original image."""
         for res, (rh, rw), (oh, ow) in zip(results, resized_sizes, original_sizes, strict=True):
-            sx, sy = ow / rw, oh / rh
-            res["boxes"] = res["boxes"] * res["boxes"].new_tensor([sx, sy, sx, sy])
+            boxes = res["boxes"]
+            sx = torch.full((), ow / rw, dtype=boxes.dtype, device=boxes.device)
+            sy = torch.full((), oh / rh, dtype=boxes.dtype, device=boxes.device)
+            res["boxes"] = boxes * torch.stack([sx, sy, sx, sy])
         return results

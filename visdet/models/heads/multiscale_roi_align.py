@@ -29,6 +29,15 @@ def map_levels(
     return (k.clamp(min=k_min, max=k_max) - k_min).to(torch.int64)
 
 
+def level_scale(feature_height, image_height) -> float:
+    """The power of two nearest ``feature_height / image_height`` (torchvision's rule). In an
+    exported graph the padded image height is a multiple of every stride, so the scale is
+    ``1 / (image_height // feature_height)``, a constant the exporter can prove."""
+    if torch.compiler.is_exporting():
+        return 1.0 / int(image_height // feature_height)
+    return 2.0 ** round(math.log2(feature_height / image_height))
+
+
 class MultiScaleRoIAlign(nn.Module):
     """Pool per-image boxes from the FPN level chosen by box size.
 
@@ -76,10 +85,10 @@ class MultiScaleRoIAlign(nn.Module):
                 f"missing {missing}"
             )
         maps = [features[n] for n in self.featmap_names]
-        scales = [2.0 ** round(math.log2(f.shape[-2] / image_size[0])) for f in maps]
+        scales = [level_scale(f.shape[-2], image_size[0]) for f in maps]
         rois = torch.cat(
             [
-                torch.cat([torch.full((len(b), 1), i, dtype=b.dtype, device=b.device), b], dim=1)
+                torch.cat([b.new_full((b.shape[0], 1), float(i)), b], dim=1)
                 for i, b in enumerate(boxes)
             ]
         )
@@ -94,7 +103,7 @@ class MultiScaleRoIAlign(nn.Module):
         out = maps[0].new_zeros(rois.shape[0], c, *self.output_size)
         for lvl, (fmap, scale) in enumerate(zip(maps, scales, strict=True)):
             idx = torch.nonzero(levels == lvl).squeeze(1)
-            if idx.numel():
+            if torch.compiler.is_exporting() or idx.numel():  # exported: no data branch
                 out[idx] = roi_align(
                     fmap, rois[idx], self.output_size, scale, self.sampling_ratio, self.aligned
                 ).to(out.dtype)

@@ -228,7 +228,7 @@ class RoIHeads(nn.Module):
     ) -> list[dict[str, Tensor]]:
         """Per image: decode class-specific boxes, drop background and low scores, per-class
         NMS, keep the top ``detections_per_img``."""
-        counts = [len(p) for p in proposals]
+        counts = [p.shape[0] for p in proposals]
         boxes = self.box_coder.decode(deltas, torch.cat(proposals)).view(sum(counts), -1, 4)
         scores = F.softmax(logits, -1)
         results = []
