@@ -1,0 +1,82 @@
+"""A detector as one graph from images to fixed-size detections (issue 16's output contract),
+and its ``torch.export`` program with a dynamic batch and image size.
+
+``DetectorGraph(detector, max_det)`` maps images float32 [B, 3, H, W] in [0, 1] to
+``boxes`` [B, K, 4] (xyxy in the input's pixels), ``scores`` [B, K], ``labels`` [B, K] int64
+and ``num_detections`` [B] int64, K = ``max_det``; rows past ``num_detections`` are zero. The
+detector's own normalisation (and resize, when it has one) runs inside. Each image goes through
+the detector alone, so the data-dependent sizes inside (proposals, NMS survivors) never meet
+across images; when exported, the per-image function is mapped over the batch
+(``torch._higher_order_ops.map``), so the batch size stays dynamic. NMS inside is
+``visdet.ops.nms_graph`` (exact greedy NMS).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.export import Dim, ExportedProgram
+
+STRIDE = 32  # image sides of an exported detector are multiples of the largest FPN stride
+
+
+class DetectorGraph(nn.Module):
+    """See the module docstring."""
+
+    def __init__(self, detector: nn.Module, max_det: int = 100) -> None:
+        super().__init__()
+        if isinstance(max_det, bool) or not isinstance(max_det, int) or max_det < 1:
+            raise ValueError(f"max_det must be an integer >= 1, got {max_det!r}")
+        self.detector = detector.eval()
+        self.max_det = max_det
+
+    def one_image(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """image [3, H, W] -> (boxes [K, 4], scores [K], labels [K], num_detections [])."""
+        found = self.detector([image])[0]
+        k = self.max_det
+        n = min(found["boxes"].shape[0], k)
+        boxes = found["boxes"].new_zeros(k, 4)
+        scores = found["scores"].new_zeros(k)
+        labels = found["labels"].new_zeros(k)
+        boxes[:n] = found["boxes"][:n]
+        scores[:n] = found["scores"][:n]
+        labels[:n] = found["labels"][:n]
+        return boxes, scores, labels, torch.scalar_tensor(n, dtype=torch.int64)
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be [B, 3, H, W], got {list(images.shape)}")
+        if torch.compiler.is_exporting():
+            return torch._higher_order_ops.map(self.one_image, images)
+        outs = [self.one_image(image) for image in images.unbind(0)]
+        return tuple(torch.stack(parts) for parts in zip(*outs, strict=True))
+
+
+def check_bounds(name: str, bounds: tuple[int, int], multiple: int) -> tuple[int, int]:
+    """``(lo, hi)`` with ``1 <= lo <= hi``, both multiples of ``multiple``, or a ValueError
+    naming ``name``."""
+    lo, hi = (int(v) for v in bounds)
+    if not 1 <= lo <= hi:
+        raise ValueError(f"{name} must be [min, max] with 1 <= min <= max, got [{lo}, {hi}]")
+    if lo % multiple or hi % multiple:
+        raise ValueError(f"{name} bounds must be multiples of {multiple}, got [{lo}, {hi}]")
+    return lo, hi
+
+
+def export_program(
+    graph: DetectorGraph,
+    example: Tensor,
+    batch: tuple[int, int] = (1, 8),
+    size: tuple[int, int] = (64, 1344),
+) -> ExportedProgram:
+    """``torch.export`` of ``graph`` with batch size in ``batch`` and H, W in ``size``
+    (multiples of 32; ``example``'s sides must be too)."""
+    b_lo, b_hi = check_bounds("batch", batch, 1)
+    s_lo, s_hi = check_bounds("size", size, STRIDE)
+    if example.shape[-2] % STRIDE or example.shape[-1] % STRIDE:
+        raise ValueError(f"example sides must be multiples of {STRIDE}, got {list(example.shape)}")
+    h = STRIDE * Dim("h", min=s_lo // STRIDE, max=s_hi // STRIDE)
+    w = STRIDE * Dim("w", min=s_lo // STRIDE, max=s_hi // STRIDE)
+    b = Dim("batch", min=b_lo, max=b_hi)
+    with torch.no_grad():
+        return torch.export.export(graph, (example,), dynamic_shapes=({0: b, 2: h, 3: w},))
