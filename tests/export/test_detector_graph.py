@@ -67,3 +67,38 @@ def test_exported_program_equals_eager_at_other_batch_sizes_and_sizes(detector):
         out = run(images)
         for i, found in enumerate(eager(detector, images)):
             check_padded(tuple(t[i] for t in out), found, 20)
+
+
+@pytest.mark.slow
+def test_onnx_file_equals_eager_in_onnxruntime_at_other_sizes(detector, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from visdet.export.detector_graph import export_onnx
+
+    graph = DetectorGraph(detector, max_det=20)
+    path = tmp_path / "detector.onnx"
+    export_onnx(graph, torch.rand(3, 160, 192), str(path), size=(64, 512))
+    session = ort.InferenceSession(str(path))
+    assert [o.name for o in session.get_outputs()] == [
+        "boxes",
+        "scores",
+        "labels",
+        "num_detections",
+    ]
+    torch.manual_seed(3)
+    images = [torch.rand(3, 224, 160), torch.rand(3, 96, 320), torch.zeros(3, 64, 64)]
+    for image in images:
+        out = [torch.from_numpy(a) for a in session.run(None, {"image": image.numpy()})]
+        check_padded(out, eager(detector, image[None])[0], 20)
+
+
+@pytest.mark.slow
+def test_aotinductor_package_equals_eager_at_another_size(detector, tmp_path):
+    from visdet.export.detector_graph import export_aoti
+
+    graph = DetectorGraph(detector, max_det=20)
+    path = tmp_path / "detector.pt2"
+    export_aoti(graph, torch.rand(3, 160, 192), str(path), size=(64, 512))
+    run = torch._inductor.aoti_load_package(str(path))
+    torch.manual_seed(4)
+    for image in (torch.rand(3, 224, 160), torch.zeros(3, 64, 96)):
+        check_padded(run(image), eager(detector, image[None])[0], 20)

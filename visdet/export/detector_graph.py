@@ -52,6 +52,19 @@ class DetectorGraph(nn.Module):
         return tuple(torch.stack(parts) for parts in zip(*outs, strict=True))
 
 
+class OneImageGraph(nn.Module):
+    """``DetectorGraph.one_image`` as a module: image [3, H, W] -> (boxes [K, 4], scores [K],
+    labels [K], num_detections []). ONNX and AOTInductor take this graph: neither converts the
+    batch map of ``DetectorGraph`` yet, so their runtimes loop over the batch."""
+
+    def __init__(self, graph: DetectorGraph) -> None:
+        super().__init__()
+        self.source = graph  # not "graph": an FX GraphModule attribute of that name exists
+
+    def forward(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        return self.source.one_image(image)
+
+
 def check_bounds(name: str, bounds: tuple[int, int], multiple: int) -> tuple[int, int]:
     """``(lo, hi)`` with ``1 <= lo <= hi``, both multiples of ``multiple``, or a ValueError
     naming ``name``."""
@@ -72,11 +85,46 @@ def export_program(
     """``torch.export`` of ``graph`` with batch size in ``batch`` and H, W in ``size``
     (multiples of 32; ``example``'s sides must be too)."""
     b_lo, b_hi = check_bounds("batch", batch, 1)
-    s_lo, s_hi = check_bounds("size", size, STRIDE)
+    h, w = _size_dims(size)
     if example.shape[-2] % STRIDE or example.shape[-1] % STRIDE:
         raise ValueError(f"example sides must be multiples of {STRIDE}, got {list(example.shape)}")
-    h = STRIDE * Dim("h", min=s_lo // STRIDE, max=s_hi // STRIDE)
-    w = STRIDE * Dim("w", min=s_lo // STRIDE, max=s_hi // STRIDE)
     b = Dim("batch", min=b_lo, max=b_hi)
     with torch.no_grad():
         return torch.export.export(graph, (example,), dynamic_shapes=({0: b, 2: h, 3: w},))
+
+
+def _size_dims(size: tuple[int, int]) -> tuple:
+    s_lo, s_hi = check_bounds("size", size, STRIDE)
+    h = STRIDE * Dim("h", min=s_lo // STRIDE, max=s_hi // STRIDE)
+    w = STRIDE * Dim("w", min=s_lo // STRIDE, max=s_hi // STRIDE)
+    return h, w
+
+
+def export_onnx(
+    graph: DetectorGraph, example: Tensor, path: str, size: tuple[int, int] = (64, 1344)
+) -> None:
+    """Write the one-image graph (input ``image`` [3, H, W], H and W multiples of 32 in
+    ``size``) to the ONNX file ``path`` (torch.onnx's dynamo exporter, opset of torch)."""
+    h, w = _size_dims(size)
+    with torch.no_grad():
+        torch.onnx.export(
+            OneImageGraph(graph),
+            (example,),
+            path,
+            dynamo=True,
+            input_names=["image"],
+            output_names=["boxes", "scores", "labels", "num_detections"],
+            dynamic_shapes=({1: h, 2: w},),
+        )
+
+
+def export_aoti(
+    graph: DetectorGraph, example: Tensor, path: str, size: tuple[int, int] = (64, 1344)
+) -> None:
+    """Compile the one-image graph with AOTInductor into the package ``path`` (.pt2)."""
+    h, w = _size_dims(size)
+    with torch.no_grad():
+        program = torch.export.export(
+            OneImageGraph(graph), (example,), dynamic_shapes=({1: h, 2: w},)
+        )
+        torch._inductor.aoti_compile_and_package(program, package_path=str(path))

@@ -140,6 +140,15 @@ def _nms_sorted(boxes: Tensor, groups: Tensor | None, threshold: float, block: i
     return torch.cat(kept) if kept else pos
 
 
+def descending_order(scores: Tensor) -> Tensor:
+    """Indices that sort ``scores`` [N] in decreasing order, ties in index order (a stable
+    sort). ONNX has no stable sort; its TopK is specified to break ties by the lower index,
+    so an ONNX export takes a TopK of all N, the same order."""
+    if torch.onnx.is_in_onnx_export():
+        return torch.topk(scores, scores.shape[0], sorted=True).indices
+    return torch.sort(scores, descending=True, stable=True).indices
+
+
 def _prepare(boxes: Tensor, scores: Tensor, iou_threshold: float) -> tuple[Tensor, Tensor, float]:
     check_boxes(boxes)
     check_floating(boxes, "boxes")
@@ -147,7 +156,7 @@ def _prepare(boxes: Tensor, scores: Tensor, iou_threshold: float) -> tuple[Tenso
     if not isinstance(iou_threshold, (int, float)) or math.isnan(iou_threshold):
         raise TypeError(f"iou_threshold must be a number, got {iou_threshold!r}")
     dtype = compute_dtype(boxes)
-    order = torch.sort(scores, descending=True, stable=True).indices
+    order = descending_order(scores)
     return boxes.to(dtype)[order], order, _threshold_below(float(iou_threshold), dtype)
 
 
