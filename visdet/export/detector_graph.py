@@ -8,7 +8,9 @@ detector's own normalisation (and resize, when it has one) runs inside. Each ima
 the detector alone, so the data-dependent sizes inside (proposals, NMS survivors) never meet
 across images; when exported, the per-image function is mapped over the batch
 (``torch._higher_order_ops.map``), so the batch size stays dynamic. NMS inside is
-``visdet.ops.nms_graph`` (exact greedy NMS).
+``visdet.ops.nms_graph`` (exact greedy NMS). The ONNX file (``export_onnx``) takes the
+one-image graph and adds the batch at the ONNX level (an ONNX Loop over the images,
+``visdet.export.onnx_batch``): torch.onnx cannot convert the batch map.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 from torch.export import Dim, ExportedProgram
+
+from visdet.io.atomic_write import write_bytes_atomic
 
 STRIDE = 32  # image sides of an exported detector are multiples of the largest FPN stride
 
@@ -101,21 +105,34 @@ def _size_dims(size: tuple[int, int]) -> tuple:
 
 
 def export_onnx(
-    graph: DetectorGraph, example: Tensor, path: str, size: tuple[int, int] = (64, 1344)
+    graph: DetectorGraph,
+    example: Tensor,
+    path: str,
+    size: tuple[int, int] = (64, 1344),
+    batched: bool = True,
 ) -> None:
-    """Write the one-image graph (input ``image`` [3, H, W], H and W multiples of 32 in
-    ``size``) to the ONNX file ``path`` (torch.onnx's dynamo exporter, opset of torch)."""
+    """Write ``graph`` to the ONNX file ``path`` (torch.onnx's dynamo exporter, opset of
+    torch), H and W multiples of 32 in ``size``; ``example`` is one image [3, H, W]. With
+    ``batched`` the file takes ``images`` [B, 3, H, W] (B dynamic: the one-image graph inside
+    an ONNX Loop, ``visdet.export.onnx_batch``) and gives the [B, ...] outputs of
+    ``DetectorGraph``; without, it is the one-image graph (input ``image`` [3, H, W]). The file
+    is written atomically."""
+    from visdet.export.onnx_batch import batch_over_images  # onnx: the optional 'export' extra
+
     h, w = _size_dims(size)
     with torch.no_grad():
-        torch.onnx.export(
-            OneImageGraph(graph),
+        program = torch.onnx.export(
+            OneImageGraph(graph).eval(),
             (example,),
-            path,
             dynamo=True,
             input_names=["image"],
             output_names=["boxes", "scores", "labels", "num_detections"],
             dynamic_shapes=({1: h, 2: w},),
         )
+    model = program.model_proto
+    if batched:
+        model = batch_over_images(model)
+    write_bytes_atomic(path, model.SerializeToString())
 
 
 def export_aoti(
