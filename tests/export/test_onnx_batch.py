@@ -140,6 +140,14 @@ def test_batched_model_keeps_the_batch_dimension_dynamic():
     assert loop.output == ["boxes", "scores", "labels", "num_detections"]
 
 
+def test_an_empty_batch_gives_empty_outputs_of_the_declared_shapes():
+    out = session(batch_over_images(one_image_model())).run(
+        None, {"images": np.zeros((0, 3, 32, 32), np.float32)}
+    )
+    assert [a.shape for a in out] == [(0, K, 4), (0, K), (0, K), (0,)]
+    assert [a.dtype for a in out] == [np.float32, np.float32, np.int64, np.int64]
+
+
 def test_outputs_that_are_the_input_or_an_initializer_are_stacked():
     graph = helper.make_graph(
         [],
@@ -166,6 +174,10 @@ def test_bad_models_are_named():
     two_inputs.graph.input.append(helper.make_tensor_value_info("x", TensorProto.FLOAT, [1]))
     with pytest.raises(ValueError, match=r"exactly one \(image\) input, got \['image', 'x'\]"):
         batch_over_images(two_inputs)
+    taken = one_image_model()
+    taken.graph.node[0].output[0] = "images"
+    with pytest.raises(ValueError, match="must not use the value name 'images'"):
+        batch_over_images(taken)
 
 
 TINY = ["neck.out_channels=32", "model.detector.representation_size=64"]

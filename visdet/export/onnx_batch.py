@@ -136,9 +136,8 @@ def _value_names(graph: onnx.GraphProto) -> set[str]:
     names |= {t.name for t in graph.initializer}
     for node in graph.node:
         names |= set(node.input) | set(node.output)
-        for attr in node.attribute:
-            for sub in [attr.g, *attr.graphs] if attr.HasField("g") else attr.graphs:
-                names |= _value_names(sub)
+        for sub in _subgraphs(node):
+            names |= _value_names(sub)
     names.discard("")
     return names
 
@@ -152,25 +151,37 @@ def _renamed(node: onnx.NodeProto, names: dict[str, str]) -> onnx.NodeProto:
 
 
 def _rename_values(node: onnx.NodeProto, names: dict[str, str]) -> None:
+    """Rename, in place, the values of ``node`` and of the graphs nested in it."""
     node.input[:] = [names.get(n, n) for n in node.input]
     node.output[:] = [names.get(n, n) for n in node.output]
+    for sub in _subgraphs(node):
+        for inner in sub.node:
+            _rename_values(inner, names)
+        for out in sub.output:
+            out.name = names.get(out.name, out.name)
+
+
+def _subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+    """The graphs in ``node``'s attributes (If branches, Loop and Scan bodies)."""
+    graphs = []
     for attr in node.attribute:
-        subgraphs = [attr.g, *attr.graphs] if attr.HasField("g") else list(attr.graphs)
-        for sub in subgraphs:
-            for inner in sub.node:
-                _rename_values(inner, names)
-            for out in sub.output:
-                out.name = names.get(out.name, out.name)
+        graphs += [attr.g] if attr.HasField("g") else []
+        graphs += list(attr.graphs)
+    return graphs
 
 
-def _with_name(value, name: str):
+def _with_name(
+    value: onnx.ValueInfoProto | onnx.TensorProto, name: str
+) -> onnx.ValueInfoProto | onnx.TensorProto:
     """A copy of ``value`` (a ValueInfoProto or TensorProto) named ``name``."""
     renamed = type(value).FromString(value.SerializeToString())
     renamed.name = name
     return renamed
 
 
-def _sparse_renamed(tensor: onnx.SparseTensorProto, names: dict[str, str]):
+def _sparse_renamed(
+    tensor: onnx.SparseTensorProto, names: dict[str, str]
+) -> onnx.SparseTensorProto:
     renamed = onnx.SparseTensorProto.FromString(tensor.SerializeToString())
     renamed.values.name = names.get(renamed.values.name, renamed.values.name)
     return renamed
