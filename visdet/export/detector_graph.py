@@ -21,7 +21,9 @@ from torch.export import Dim, ExportedProgram
 
 from visdet.io.atomic_write import write_bytes_atomic
 
-STRIDE = 32  # image sides of an exported detector are multiples of the largest FPN stride
+# the smallest image side of an exported detector: below it torch.export specialises the
+# coarsest feature maps (1 pixel) to constants
+MIN_SIDE = 65
 
 
 class DetectorGraph(nn.Module):
@@ -69,14 +71,13 @@ class OneImageGraph(nn.Module):
         return self.source.one_image(image)
 
 
-def check_bounds(name: str, bounds: tuple[int, int], multiple: int) -> tuple[int, int]:
-    """``(lo, hi)`` with ``1 <= lo <= hi``, both multiples of ``multiple``, or a ValueError
-    naming ``name``."""
+def check_bounds(name: str, bounds: tuple[int, int], minimum: int) -> tuple[int, int]:
+    """``(lo, hi)`` with ``minimum <= lo <= hi``, or a ValueError naming ``name``."""
     lo, hi = (int(v) for v in bounds)
-    if not 1 <= lo <= hi:
-        raise ValueError(f"{name} must be [min, max] with 1 <= min <= max, got [{lo}, {hi}]")
-    if lo % multiple or hi % multiple:
-        raise ValueError(f"{name} bounds must be multiples of {multiple}, got [{lo}, {hi}]")
+    if not minimum <= lo <= hi:
+        raise ValueError(
+            f"{name} must be [min, max] with {minimum} <= min <= max, got [{lo}, {hi}]"
+        )
     return lo, hi
 
 
@@ -84,35 +85,31 @@ def export_program(
     graph: DetectorGraph,
     example: Tensor,
     batch: tuple[int, int] = (1, 8),
-    size: tuple[int, int] = (64, 1344),
+    size: tuple[int, int] = (MIN_SIDE, 1344),
 ) -> ExportedProgram:
-    """``torch.export`` of ``graph`` with batch size in ``batch`` and H, W in ``size``
-    (multiples of 32; ``example``'s sides must be too)."""
+    """``torch.export`` of ``graph`` with batch size in ``batch`` and H, W (any size) in
+    ``size``."""
     b_lo, b_hi = check_bounds("batch", batch, 1)
     h, w = _size_dims(size)
-    if example.shape[-2] % STRIDE or example.shape[-1] % STRIDE:
-        raise ValueError(f"example sides must be multiples of {STRIDE}, got {list(example.shape)}")
     b = Dim("batch", min=b_lo, max=b_hi)
     with torch.no_grad():
         return torch.export.export(graph, (example,), dynamic_shapes=({0: b, 2: h, 3: w},))
 
 
 def _size_dims(size: tuple[int, int]) -> tuple:
-    s_lo, s_hi = check_bounds("size", size, STRIDE)
-    h = STRIDE * Dim("h", min=s_lo // STRIDE, max=s_hi // STRIDE)
-    w = STRIDE * Dim("w", min=s_lo // STRIDE, max=s_hi // STRIDE)
-    return h, w
+    s_lo, s_hi = check_bounds("size", size, MIN_SIDE)
+    return Dim("h", min=s_lo, max=s_hi), Dim("w", min=s_lo, max=s_hi)
 
 
 def export_onnx(
     graph: DetectorGraph,
     example: Tensor,
     path: str,
-    size: tuple[int, int] = (64, 1344),
+    size: tuple[int, int] = (MIN_SIDE, 1344),
     batched: bool = True,
 ) -> None:
     """Write ``graph`` to the ONNX file ``path`` (torch.onnx's dynamo exporter, opset of
-    torch), H and W multiples of 32 in ``size``; ``example`` is one image [3, H, W]. With
+    torch), H and W (any size) in ``size``; ``example`` is one image [3, H, W]. With
     ``batched`` the file takes ``images`` [B, 3, H, W] (B dynamic: the one-image graph inside
     an ONNX Loop, ``visdet.export.onnx_batch``) and gives the [B, ...] outputs of
     ``DetectorGraph``; without, it is the one-image graph (input ``image`` [3, H, W]). The file
@@ -136,7 +133,7 @@ def export_onnx(
 
 
 def export_aoti(
-    graph: DetectorGraph, example: Tensor, path: str, size: tuple[int, int] = (64, 1344)
+    graph: DetectorGraph, example: Tensor, path: str, size: tuple[int, int] = (MIN_SIDE, 1344)
 ) -> None:
     """Compile the one-image graph with AOTInductor into the package ``path`` (.pt2)."""
     h, w = _size_dims(size)

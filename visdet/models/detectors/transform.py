@@ -6,6 +6,7 @@ import random
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from visdet.models.image_batch import ImageBatch
@@ -79,11 +80,14 @@ class DetectionTransform(nn.Module):
                 t["boxes"] = t["boxes"] * t["boxes"].new_tensor([rx, ry, rx, ry])
                 out_targets.append(t)
         d = self.size_divisible
-        ph = -(-max(s[0] for s in sizes) // d) * d  # integer ceil: exact, and traceable
-        pw = -(-max(s[1] for s in sizes) // d) * d
-        batch = resized[0].new_zeros(len(resized), 3, ph, pw)
-        for b, img in enumerate(resized):
-            batch[b, :, : img.shape[1], : img.shape[2]] = img
+        # integer ceil with non-negative operands only: exact, traceable, and the same in
+        # ONNX (whose integer division truncates instead of flooring)
+        ph = (max(s[0] for s in sizes) + d - 1) // d * d
+        pw = (max(s[1] for s in sizes) + d - 1) // d * d
+        # zero padding at the bottom and right (F.pad keeps sizes symbolic when exported)
+        batch = torch.stack(
+            [F.pad(img, (0, pw - img.shape[2], 0, ph - img.shape[1])) for img in resized]
+        )
         return ImageBatch(batch, sizes), out_targets
 
     @staticmethod
