@@ -13,12 +13,13 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from tiny_runs import tiny_cfg
 
+from visdet.data.class_weights import frequency_class_weights
 from visdet.models import FastRCNNPredictor, MultiScaleRoIAlign, RoIHeads, TwoMLPHead
 from visdet.models.backbones.resnet import ResNet
 from visdet.models.detectors.faster_rcnn import faster_rcnn
 from visdet.models.image_batch import ImageBatch
 from visdet.runs.fit import save_config
-from visdet.runs.train_detector import build_module, frequency_class_weights
+from visdet.runs.train_detector import build_module
 
 
 def make_heads(num_classes=3, **kw) -> RoIHeads:

@@ -45,6 +45,7 @@ from visdet.data.mixup import draw_lambda, mixup
 from visdet.data.mosaic import draw_center, mosaic
 from visdet.data.sample_buffer import SampleBuffer
 from visdet.data.scale_jitter import large_scale_jitter
+from visdet.ops.boxes import scale_boxes
 from visdet.ops.resize import resize_image
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def resize_image_and_boxes(
     if out is image:
         return image, boxes
     nh, nw = out.shape[-2:]
-    return out, boxes * boxes.new_tensor([nw / w, nh / h, nw / w, nh / h])
+    return out, scale_boxes(boxes, nw / w, nh / h)
 
 
 def map_boxes(boxes: Tensor, matrix: Tensor) -> Tensor:

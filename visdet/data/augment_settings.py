@@ -8,7 +8,12 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from visdet.data.mosaic import check_range
+
+def check_range(name: str, value: Sequence[float], low: float, high: float) -> tuple[float, float]:
+    """``(a, b)`` with ``low <= a <= b <= high``, or a ValueError naming ``name``."""
+    if len(value) != 2 or not low <= value[0] <= value[1] <= high:
+        raise ValueError(f"{name} must be [min, max] within [{low}, {high}], got {list(value)}")
+    return float(value[0]), float(value[1])
 
 
 def _probability(name: str, p: float) -> float:

@@ -15,6 +15,7 @@ import math
 import torch
 from torch import Tensor
 
+from visdet.ops.boxes import scale_boxes
 from visdet.ops.resize import resize_to
 
 
@@ -37,9 +38,7 @@ def mixup(
     nh, nw = max(1, min(h, math.floor(ph * scale))), max(1, min(w, math.floor(pw * scale)))
     canvas = image.new_full(image.shape, fill)
     canvas[:, :nh, :nw] = resize_to(partner, (nh, nw), antialias=True)
-    boxes = partner_target["boxes"] * partner_target["boxes"].new_tensor(
-        [nw / pw, nh / ph, nw / pw, nh / ph]
-    )
+    boxes = scale_boxes(partner_target["boxes"], nw / pw, nh / ph)
     mixed = lam * image + (1 - lam) * canvas
     return mixed, {
         **target,

@@ -25,13 +25,6 @@ from torch import Tensor
 from visdet.data.boxes_in_view import boxes_in_view
 
 
-def check_range(name: str, value: Sequence[float], low: float, high: float) -> tuple[float, float]:
-    """``(a, b)`` with ``low <= a <= b <= high``, or a ValueError naming ``name``."""
-    if len(value) != 2 or not low <= value[0] <= value[1] <= high:
-        raise ValueError(f"{name} must be [min, max] within [{low}, {high}], got {list(value)}")
-    return float(value[0]), float(value[1])
-
-
 def draw_center(size: int, center: tuple[float, float]) -> tuple[int, int]:
     """A centre ``(cx, cy)`` in integer pixels, each uniform in ``center`` x ``size``."""
     u = torch.rand(2).tolist()

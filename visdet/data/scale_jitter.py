@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from visdet.data.boxes_in_view import boxes_in_view, select
+from visdet.ops.boxes import scale_boxes
 from visdet.ops.resize import resize_to
 
 
@@ -40,7 +41,7 @@ def large_scale_jitter(
     crop = resized[:, oy : oy + size, ox : ox + size]
     canvas = image.new_full((image.shape[0], size, size), fill)
     canvas[:, : crop.shape[-2], : crop.shape[-1]] = crop
-    boxes = target["boxes"] * target["boxes"].new_tensor([nw / w, nh / h, nw / w, nh / h])
+    boxes = scale_boxes(target["boxes"], nw / w, nh / h)
     moved = boxes - boxes.new_tensor([ox, oy, ox, oy])
     clipped, keep = boxes_in_view(moved, (size, size), min_box_size, min_visible)
     return canvas, select(target, clipped, keep)

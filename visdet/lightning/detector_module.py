@@ -16,6 +16,7 @@ from visdet.metrics import CocoMeanAP
 from visdet.models.detectors.loss_mode import loss_mode
 from visdet.models.lora import LoRAConfig, LoRALayer, inject_lora, save_adapters
 from visdet.models.weights.pretrained import init_backbone, init_detector
+from visdet.ops.boxes import scale_boxes
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ class DetectorModule(TrainingModule):
         preds = self.detector(images)
         for p, t in zip(preds, targets, strict=True):
             (ih, iw), (oh, ow) = t["input_size"], t["orig_size"]
-            p["boxes"] = p["boxes"] * p["boxes"].new_tensor([ow / iw, oh / ih, ow / iw, oh / ih])
+            p["boxes"] = scale_boxes(p["boxes"], ow / iw, oh / ih)
         self._metric().update(preds, [t["image_id"] for t in targets])
 
     def _log_val_loss(self, images, targets, batch_idx: int) -> None:

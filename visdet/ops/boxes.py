@@ -85,6 +85,11 @@ def box_convert(boxes: Tensor, in_fmt: str, out_fmt: str) -> Tensor:
     return torch.stack(out, dim=-1)
 
 
+def scale_boxes(boxes: Tensor, sx: float, sy: float) -> Tensor:
+    """boxes [N, 4] xyxy with x scaled by ``sx`` and y by ``sy`` (an image resize)."""
+    return boxes * boxes.new_tensor([sx, sy, sx, sy])
+
+
 def clip_boxes_to_image(boxes: Tensor, size: tuple[int, int]) -> Tensor:
     """Clip boxes to an image of ``size = (height, width)``. boxes: [..., 4] xyxy."""
     if not isinstance(boxes, Tensor) or boxes.shape[-1] != 4:

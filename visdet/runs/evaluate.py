@@ -101,7 +101,7 @@ def eval_dataset(cfg: DictConfig, detector: Detector):
     data config stored in the checkpoint; the detector must predict each of its categories."""
     data_cfg = cfg.get("data")
     if data_cfg is None:
-        stored = (detector.description or {}).get("config", {}).get("data")
+        stored = stored_data_config(detector)
         if stored is None:
             raise ValueError(
                 f"ckpt {cfg.ckpt} stores no data config: choose the dataset with data=coco "
@@ -145,14 +145,18 @@ def check_dataset_classes(dataset, detector: Detector) -> None:
             )
 
 
+def stored_data_config(detector: Detector) -> dict | None:
+    """The ``data`` config of the training run stored in the checkpoint, or None."""
+    return (detector.description or {}).get("config", {}).get("data")
+
+
 def eval_batch_size(cfg: DictConfig, detector: Detector) -> int:
     """``cfg.batch_size``, or when null the training run's ``data.batch_size`` stored in the
     checkpoint (a batch pads its images to the largest, which shifts the numbers a little for
     mixed-size images, so the training's batch reproduces its validation numbers), else 8."""
     size = cfg.get("batch_size")
     if size is None:
-        stored = (detector.description or {}).get("config", {}).get("data") or {}
-        size = stored.get("batch_size", 8)
+        size = (stored_data_config(detector) or {}).get("batch_size", 8)
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {size!r}")
     return size

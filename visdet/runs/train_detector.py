@@ -13,6 +13,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from visdet.data.class_weights import box_counts, check_class_weight_mode, frequency_class_weights
 from visdet.lightning.model_description import describe, with_classes
 from visdet.models.weights.checkpoint_state import load_weights_file
 from visdet.models.weights.safetensors_file import save_weights
@@ -33,32 +34,6 @@ def format_per_class(per_class: dict[str, float]) -> str:
     return "\n".join(rows)
 
 
-# model.detector.class_weights strings resolved from the data: the exponent p of w_c ~ n_c^-p
-CLASS_WEIGHT_MODES = {"inverse_frequency": 1.0, "inverse_sqrt_frequency": 0.5}
-
-
-def check_class_weight_mode(mode: str) -> None:
-    """ValueError naming ``model.detector.class_weights`` for an unknown string."""
-    if mode not in CLASS_WEIGHT_MODES:
-        raise ValueError(
-            f"model.detector.class_weights must be null, a list of floats or one of "
-            f"{', '.join(CLASS_WEIGHT_MODES)}, got {mode!r}"
-        )
-
-
-def frequency_class_weights(box_counts: list[int], mode: str) -> list[float]:
-    """Per-class weights ``w_c ~ n_c^-p`` (p = 1 for ``inverse_frequency``, 1/2 for
-    ``inverse_sqrt_frequency``) from the training boxes per class ``n_c`` (labels 1..K in
-    order), normalised to mean 1 over the classes that have boxes; a class without any box
-    (its weight never enters the loss) gets 1."""
-    check_class_weight_mode(mode)
-    power = CLASS_WEIGHT_MODES[mode]
-    raw = [n**-power if n > 0 else None for n in box_counts]
-    present = [w for w in raw if w is not None]
-    mean = sum(present) / len(present) if present else 1.0
-    return [1.0 if w is None else round(w / mean, 6) for w in raw]
-
-
 def resolve_class_weights(cfg: DictConfig, datamodule) -> None:
     """Replace a ``model.detector.class_weights`` string by the explicit list computed from
     the training split's box counts (logged; config_resolved.yaml then holds the list)."""
@@ -70,10 +45,7 @@ def resolve_class_weights(cfg: DictConfig, datamodule) -> None:
     if datamodule.train_set is None:
         datamodule.prepare_data()
         datamodule.setup("fit")
-    counts = [0] * datamodule.num_classes
-    for target in datamodule.train_set.targets:
-        for label in target["labels"].tolist():
-            counts[label - 1] += 1
+    counts = box_counts(datamodule.train_set.targets, datamodule.num_classes)
     weights = frequency_class_weights(counts, mode)
     with open_dict(cfg):
         detector.class_weights = weights

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from visdet.models.image_batch import ImageBatch
+from visdet.ops.boxes import scale_boxes
 from visdet.ops.resize import resize_image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -76,8 +77,8 @@ class DetectionTransform(nn.Module):
             sizes.append((new.shape[-2], new.shape[-1]))  # symbolic in an exported graph
             if targets is not None:
                 t = dict(targets[i])
-                ry, rx = new.shape[-2] / img.shape[-2], new.shape[-1] / img.shape[-1]
-                t["boxes"] = t["boxes"] * t["boxes"].new_tensor([rx, ry, rx, ry])
+                rx, ry = new.shape[-1] / img.shape[-1], new.shape[-2] / img.shape[-2]
+                t["boxes"] = scale_boxes(t["boxes"], rx, ry)
                 out_targets.append(t)
         d = self.size_divisible
         # integer ceil with non-negative operands only: exact, traceable, and the same in
