@@ -54,3 +54,23 @@ def test_exported_program_keeps_the_eager_indices_for_another_box_count():
         boxes, scores, classes = random_boxes(count, seed=count)
         got = program.module()(boxes, scores, classes)
         assert torch.equal(got, batched_nms(boxes, scores, classes, 0.5))
+
+
+def test_onnx_file_keeps_the_eager_indices_and_stops_on_no_boxes():
+    """onnxruntime: the kept indices equal the eager ones for 0, 1 and many boxes; with no
+    boxes the fixed-point loop must stop (a ReduceMax condition never did: -inf is true)."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    boxes, scores, classes = random_boxes(64, seed=0)
+    n = torch.export.Dim("n", min=0, max=4096)
+    program = torch.onnx.export(
+        BatchedNMS().eval(), (boxes, scores, classes), dynamo=True, verbose=False,
+        input_names=["boxes", "scores", "classes"],
+        dynamic_shapes=({0: n}, {0: n}, {0: n}),
+    )  # fmt: skip
+    session = ort.InferenceSession(program.model_proto.SerializeToString())
+    for count in (0, 1, 300):
+        boxes, scores, classes = random_boxes(count, seed=count)
+        feed = {"boxes": boxes.numpy(), "scores": scores.numpy(), "classes": classes.numpy()}
+        [got] = session.run(None, feed)
+        assert torch.equal(torch.from_numpy(got), batched_nms(boxes, scores, classes, 0.5))

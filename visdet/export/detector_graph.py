@@ -58,10 +58,14 @@ class DetectorGraph(nn.Module):
         return tuple(torch.stack(parts) for parts in zip(*outs, strict=True))
 
 
+OUTPUT_NAMES = ("boxes", "scores", "labels", "num_detections")
+HEAD_NAMES = ("rpn_objectness", "rpn_deltas", "class_logits", "box_deltas")
+
+
 class OneImageGraph(nn.Module):
     """``DetectorGraph.one_image`` as a module: image [3, H, W] -> (boxes [K, 4], scores [K],
-    labels [K], num_detections []). ONNX and AOTInductor take this graph: neither converts the
-    batch map of ``DetectorGraph`` yet, so their runtimes loop over the batch."""
+    labels [K], num_detections []). ONNX takes this graph: torch.onnx does not convert the
+    batch map of ``DetectorGraph`` yet, so the ONNX file loops over the batch itself."""
 
     def __init__(self, graph: DetectorGraph) -> None:
         super().__init__()
@@ -69,6 +73,38 @@ class OneImageGraph(nn.Module):
 
     def forward(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         return self.source.one_image(image)
+
+
+class BatchOfOneGraph(nn.Module):
+    """``DetectorGraph`` for a batch of exactly one image: images [1, 3, H, W] -> outputs
+    [1, ...]. AOTInductor takes this graph (it does not compile the batch map), so its
+    runtime spec declares a fixed batch of 1 and runtimes loop over the images."""
+
+    def __init__(self, graph: DetectorGraph) -> None:
+        super().__init__()
+        self.source = graph
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        return tuple(t[None] for t in self.source.one_image(images[0]))
+
+
+class HeadGraph(nn.Module):
+    """The detector's raw head outputs (``head_outputs``, fixed-shape for a given image size)
+    for images [1, 3, H, W], as a tuple in ``HEAD_NAMES`` order: what the export's parity
+    check compares before any post-processing (layer a)."""
+
+    def __init__(self, detector: nn.Module) -> None:
+        super().__init__()
+        if not hasattr(detector, "head_outputs"):
+            raise ValueError(
+                f"{type(detector).__name__} has no head_outputs(): its raw head outputs cannot "
+                "be checked"
+            )
+        self.detector = detector.eval()
+
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+        outputs = self.detector.head_outputs(images)
+        return tuple(outputs[name] for name in HEAD_NAMES)
 
 
 def check_bounds(name: str, bounds: tuple[int, int], minimum: int) -> tuple[int, int]:
@@ -117,28 +153,41 @@ def export_onnx(
     from visdet.export.onnx_batch import batch_over_images  # onnx: the optional 'export' extra
 
     h, w = _size_dims(size)
-    with torch.no_grad():
-        program = torch.onnx.export(
-            OneImageGraph(graph).eval(),
-            (example,),
-            dynamo=True,
-            input_names=["image"],
-            output_names=["boxes", "scores", "labels", "num_detections"],
-            dynamic_shapes=({1: h, 2: w},),
-        )
-    model = program.model_proto
+    model = _onnx_model(OneImageGraph(graph), example, "image", OUTPUT_NAMES, {1: h, 2: w})
     if batched:
         model = batch_over_images(model)
     write_bytes_atomic(path, model.SerializeToString())
 
 
-def export_aoti(
-    graph: DetectorGraph, example: Tensor, path: str, size: tuple[int, int] = (MIN_SIDE, 1344)
+def export_heads_onnx(
+    heads: HeadGraph, example: Tensor, path: str, size: tuple[int, int] = (MIN_SIDE, 1344)
 ) -> None:
-    """Compile the one-image graph with AOTInductor into the package ``path`` (.pt2)."""
+    """Write ``heads`` (input ``images`` [1, 3, H, W]) to the ONNX file ``path``."""
+    h, w = _size_dims(size)
+    model = _onnx_model(heads, example, "images", HEAD_NAMES, {2: h, 3: w})
+    write_bytes_atomic(path, model.SerializeToString())
+
+
+def _onnx_model(module: nn.Module, example: Tensor, input_name: str, output_names, dims: dict):
+    with torch.no_grad():
+        program = torch.onnx.export(
+            module.eval(),
+            (example,),
+            dynamo=True,
+            input_names=[input_name],
+            output_names=list(output_names),
+            dynamic_shapes=(dims,),
+            verbose=False,
+        )
+    return program.model_proto
+
+
+def export_aoti(
+    module: nn.Module, example: Tensor, path: str, size: tuple[int, int] = (MIN_SIDE, 1344)
+) -> None:
+    """Compile ``module`` (a ``BatchOfOneGraph`` or a ``HeadGraph``: images [1, 3, H, W],
+    H and W in ``size``) with AOTInductor into the package ``path`` (.pt2)."""
     h, w = _size_dims(size)
     with torch.no_grad():
-        program = torch.export.export(
-            OneImageGraph(graph), (example,), dynamic_shapes=({1: h, 2: w},)
-        )
+        program = torch.export.export(module.eval(), (example,), dynamic_shapes=({2: h, 3: w},))
         torch._inductor.aoti_compile_and_package(program, package_path=str(path))

@@ -16,10 +16,17 @@ from visdet.io.atomic_write import write_text_atomic
 
 log = logging.getLogger(__name__)
 
-TOP_LEVEL = {"encoder", "export", "paths", "hydra", "task_name", "seed"}
+TOP_LEVEL = {
+    "encoder", "export", "paths", "hydra", "task_name", "seed", "ckpt", "format", "detector",
+}  # fmt: skip
 
 
-def run_export(cfg: DictConfig) -> list[BackendResult]:
+def run_export(cfg: DictConfig) -> list[BackendResult] | dict:
+    """An encoder export, or a detector export when ``ckpt`` is given."""
+    if cfg.get("ckpt") is not None:
+        return run_detector_export(cfg)
+    if cfg.get("format") is not None:
+        raise ValueError("format= selects detector formats: give the checkpoint with ckpt=PATH")
     validate_config(cfg, top_level=TOP_LEVEL, required=("encoder", "export"))
     torch.manual_seed(cfg.get("seed") or 0)
     encoder = instantiate(cfg.encoder)
@@ -46,3 +53,20 @@ def run_export(cfg: DictConfig) -> list[BackendResult]:
     print(format_results(results), flush=True)
     print(f"exported to {output_dir}: " + ", ".join(r.spec.name for r in results), flush=True)
     return results
+
+
+def run_detector_export(cfg: DictConfig) -> dict:
+    from omegaconf import OmegaConf
+
+    from visdet.export.detector_export import export_detector, parse_settings
+
+    validate_config(cfg, top_level=TOP_LEVEL, required=("ckpt",))
+    formats = cfg.get("format")
+    if OmegaConf.is_list(formats):
+        formats = list(formats)
+    settings = parse_settings(OmegaConf.to_container(cfg.get("detector") or {}), formats)
+    output_dir = Path(cfg.export.output_dir)
+    report = export_detector(cfg.ckpt, output_dir, settings, seed=cfg.get("seed") or 0)
+    files = [f for r in report["formats"] for f in r["files"]]
+    print(f"exported to {output_dir}: " + ", ".join(files), flush=True)
+    return report

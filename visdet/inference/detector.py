@@ -112,9 +112,28 @@ class Detector:
           training config's defaults for that preset (``aug.val_size``, ``aug.max_size``,
           antialiased), which is right only for a run trained with the default ``aug``.
 
-        ``preprocessing`` overrides the resize in every case. The detector's own resize is
+        - An exported detector (``.onnx``, ``.pt2`` from ``visdet export ckpt=...``): run
+          through its backend (``visdet.export.detector_runner``); classes and preprocessing
+          come from its sidecar ``<stem>.visdet.json``.
+
+        ``preprocessing`` overrides the resize in every case but the last. The detector's own resize is
         turned off (``detector.transform.resize_images = False``).
         """
+        from visdet.export.detector_runner import is_exported_detector, load_exported_detector
+
+        if is_exported_detector(path):
+            if model is not None or num_classes is not None or preprocessing is not None:
+                raise ValueError(
+                    f"ckpt {path} is an exported detector: its sidecar names the classes and "
+                    "preprocessing; drop model=, num_classes= and preprocessing="
+                )
+            det = load_exported_detector(path, device)
+            if classes is not None and list(classes) != det.class_names:
+                raise ValueError(
+                    f"ckpt {path} names its classes {det.class_names}; classes={list(classes)} "
+                    "disagrees (drop classes=)"
+                )
+            return det
         contents = read_checkpoint(path)
         if contents.description is not None:
             detector, names, ids, stored = _from_description(
@@ -187,16 +206,8 @@ class Detector:
         """The detector's raw output for images [3, H, W] in [0, 1]: preprocessed, run in
         batches of ``batch_size``, boxes scaled back to each image's pixels (CPU tensors)."""
         out = []
-        min_size = self.preprocessing["min_size"]
         for _, chunk in _chunks(images, batch_size):
-            inputs = [image.to(self.device) for image in chunk]
-            if min_size is not None:
-                inputs = [
-                    resize_image(
-                        x, min_size, self.preprocessing["max_size"], self.preprocessing["antialias"]
-                    )
-                    for x in inputs
-                ]
+            inputs = [self.preprocess(image) for image in chunk]
             with torch.inference_mode():
                 preds = self.detector(inputs)
             for original, resized, pred in zip(chunk, inputs, preds, strict=True):
@@ -212,6 +223,15 @@ class Detector:
                     }
                 )
         return out
+
+    def preprocess(self, image: Tensor) -> Tensor:
+        """image [3, H, W] in [0, 1] on the device, resized as the detector expects
+        (``preprocessing``; the image itself when it asks for no resize)."""
+        image = image.to(self.device)
+        pre = self.preprocessing
+        if pre["min_size"] is None:
+            return image
+        return resize_image(image, pre["min_size"], pre["max_size"], pre["antialias"])
 
     def labels_for(self, classes: Sequence[str] | str | None) -> Tensor | None:
         """The labels (1..K, int64) of class names; None for None. ValueError naming the

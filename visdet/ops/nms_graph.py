@@ -24,7 +24,9 @@ def _greedy_keep(sup: Tensor) -> Tensor:
     keep = torch.ones(sup.shape[0], dtype=torch.bool, device=sup.device)
 
     def changed(keep: Tensor, previous: Tensor) -> Tensor:
-        return (keep != previous).any()
+        # a sum, not any(): ONNX's ReduceMax of no boxes is -inf, which casts to True and
+        # would loop forever; a sum of no boxes is 0
+        return (keep != previous).sum() > 0
 
     def step(keep: Tensor, previous: Tensor) -> tuple[Tensor, Tensor]:
         return (keep.to(torch.float32) @ supf) == 0, keep.clone()

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from functools import partial
 
+import torch
 from torch import Tensor, nn
 
 from visdet.models.backbones.base import Backbone
@@ -22,7 +23,7 @@ from visdet.models.detectors.inputs import as_image_list, check_targets
 from visdet.models.detectors.transform import DetectionTransform
 from visdet.models.heads.multiscale_roi_align import MultiScaleRoIAlign
 from visdet.models.heads.roi_heads import ConvFCHead, FastRCNNPredictor, RoIHeads, TwoMLPHead
-from visdet.models.heads.rpn import RPN, RPNHead
+from visdet.models.heads.rpn import RPN, RPNHead, flatten_predictions
 from visdet.models.necks.build import neck_for
 from visdet.models.necks.fpn import FPN
 from visdet.models.weights.convert.mmdet_faster_rcnn import (
@@ -88,6 +89,25 @@ class FasterRCNN(nn.Module):
             return {**rpn_losses, **roi_losses}
         return self.transform.postprocess(detections, batch.image_sizes, original_sizes)
 
+    def head_outputs(self, images: Tensor | list[Tensor]) -> dict[str, Tensor]:
+        """The heads' raw outputs before any post-processing, with shapes fixed by the image
+        size (the export parity check compares them): the RPN's objectness [B, A] and deltas
+        [B, A, 4] for every anchor, and the box head's class logits [B*P, K+1] and deltas
+        [B*P, 4(K+1)] on a fixed grid of P probe boxes per image (``probe_boxes``) instead of
+        the data-dependent proposals."""
+        batch, _ = self.transform(as_image_list(images), None)
+        features = self.neck(self.backbone(batch.tensor))
+        objectness, rpn_deltas = flatten_predictions(*self.rpn.head(list(features.values())))
+        probes = [probe_boxes(h, w, objectness) for h, w in batch.image_sizes]
+        pooled = self.roi_heads.box_roi_pool(features, probes, batch.padded_size)
+        logits, deltas = self.roi_heads.box_predictor(self.roi_heads.box_head(pooled))
+        return {
+            "rpn_objectness": objectness,
+            "rpn_deltas": rpn_deltas,
+            "class_logits": logits,
+            "box_deltas": deltas,
+        }
+
     def param_groups(self) -> list[tuple[str, tuple[str, ...]]]:
         """Layer groups for discriminative LRs, shallowest first: the backbone's, then the
         family's (neck, rpn, heads)."""
@@ -98,6 +118,19 @@ class FasterRCNN(nn.Module):
         """(pattern of the layers LoRA adapts by default, modules trained fully)."""
         pattern = rf"backbone\.(?:{self.backbone.lora_pattern})|{FASTER_RCNN.lora_pattern}"
         return pattern, FASTER_RCNN.lora_train_modules
+
+
+def probe_boxes(height, width, like: Tensor, grid: int = 4) -> Tensor:
+    """``grid`` x ``grid`` boxes [grid*grid, 4] tiling an image of ``height`` x ``width``
+    (symbolic sizes allowed), each cell's box and, shifted by a quarter cell, half of them
+    larger: fixed probe RoIs for comparing box heads."""
+    step = torch.arange(grid, dtype=like.dtype, device=like.device) / grid
+    y0, x0 = torch.meshgrid(step, step, indexing="ij")
+    cells = torch.stack([x0, y0, x0 + 1 / grid, y0 + 1 / grid], -1).reshape(-1, 4)
+    cells[1::2, 2:] = (cells[1::2, 2:] + 0.5 / grid).clamp(max=1.0)
+    sx = torch.full((), width, dtype=like.dtype, device=like.device)
+    sy = torch.full((), height, dtype=like.dtype, device=like.device)
+    return cells * torch.stack([sx, sy, sx, sy])
 
 
 def faster_rcnn(

@@ -1,0 +1,503 @@
+"""``visdet export ckpt=PATH format=onnx|aotinductor``: a trained detector as one exported
+graph from images to detections, checked in three layers before it is moved into place.
+
+Files (in ``output_dir``, ``name`` = ``detector`` by default):
+
+- ``detector.onnx``: input ``images`` [B, 3, H, W] (B dynamic), outputs ``boxes`` [B, K, 4],
+  ``scores`` [B, K], ``labels`` [B, K] int64, ``num_detections`` [B] int64 (K = max_det).
+- ``detector.pt2``: the AOTInductor package, the same outputs for a batch of one.
+- ``detector.aotinductor.json``: its runtime spec (WhiskerToolbox format, fixed batch 1).
+- ``detector.visdet.json`` (one per file: ``<stem>.visdet.json``): classes, category ids,
+  preprocessing, bounds, the checkpoint's model description; ``visdet eval ckpt=detector.onnx``
+  reads it.
+- ``detector.int8.onnx`` with ``quantize=dynamic`` (onnxruntime's dynamic int8 weights).
+- ``export_report.json``: the parity layers per format, timings, latencies.
+
+The exported graph gets images already resized by the checkpoint's preprocessing (short side
+``min_size``, long side at most ``max_size``: ``visdet.ops.resize.resize_image``, which the
+runner applies; see docs/deployment.md for why the resize is not inside); normalisation,
+padding, both stages, NMS and clipping are inside. Everything is written to a staging folder
+first; only when every layer of every format passes are the files moved into place, so a failed
+export leaves the user's existing files as they were.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from torch import Tensor
+
+from visdet.export.detector_graph import (
+    HEAD_NAMES,
+    MIN_SIDE,
+    OUTPUT_NAMES,
+    BatchOfOneGraph,
+    DetectorGraph,
+    HeadGraph,
+    check_bounds,
+    export_aoti,
+    export_heads_onnx,
+    export_onnx,
+)
+from visdet.export.detector_parity import Layer, compare_detections, compare_heads
+from visdet.export.detector_runner import (
+    FORMAT_SUFFIXES,
+    SIDECAR_VERSION,
+    ExportedDetectorModule,
+    load_backend_runner,
+    sidecar_path,
+    trim,
+)
+from visdet.export.exporter import ExportVerificationError
+from visdet.export.spec import BatchMode, ModelSpec, TensorSlot, write_spec
+from visdet.io.atomic_write import write_text_atomic
+from visdet.ops.resize import resize_to
+
+log = logging.getLogger(__name__)
+
+QUANTIZE = (None, "dynamic")
+
+
+@dataclass
+class FormatResult:
+    """One format's export: its files (staged, then final), timings and parity layers."""
+
+    format: str
+    files: list[Path]
+    export_s: float = 0.0
+    layers: list[Layer] = field(default_factory=list)
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    ap: float | None = None
+
+    @property
+    def passed(self) -> bool:
+        return all(layer.passed for layer in self.layers)
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """What ``export_detector`` is asked to do (conf/export.yaml, ``detector:``)."""
+
+    formats: tuple[str, ...] = ("onnx", "aotinductor")
+    name: str = "detector"
+    max_det: int = 100
+    size: tuple[int, int] = (MIN_SIDE, 1344)
+    verify_batch_sizes: tuple[int, ...] = (1, 2, 4)
+    verify_sizes: tuple[tuple[int, int], ...] | None = None
+    rtol: float = 1e-3
+    atol: float = 1e-5
+    iou_min: float = 0.99
+    score_atol: float = 1e-3
+    ap_tolerance: float = 0.1
+    split: str = "val"
+    eval_images: int | None = None
+    quantize: str | None = None
+
+    def __post_init__(self) -> None:
+        formats = (self.formats,) if isinstance(self.formats, str) else tuple(self.formats)
+        bad = [f for f in formats if f not in FORMAT_SUFFIXES]
+        if not formats or bad:
+            hint = (
+                " (TorchScript cannot hold a detector's data-dependent post-processing; "
+                "aotinductor is the libtorch format)"
+                if "torchscript" in bad else ""
+            )  # fmt: skip
+            raise ValueError(
+                f"format must be one or more of {list(FORMAT_SUFFIXES)}, got "
+                f"{bad[0] if bad else list(formats)!r}{hint}"
+            )
+        object.__setattr__(self, "formats", tuple(dict.fromkeys(formats)))
+        if isinstance(self.max_det, bool) or not isinstance(self.max_det, int) or self.max_det < 1:
+            raise ValueError(f"max_det must be an integer >= 1, got {self.max_det!r}")
+        object.__setattr__(self, "size", check_bounds("size", self.size, MIN_SIDE))
+        batches = tuple(int(b) for b in self.verify_batch_sizes)
+        if not batches or min(batches) < 1:
+            raise ValueError(f"verify_batch_sizes must be integers >= 1, got {list(batches)}")
+        object.__setattr__(self, "verify_batch_sizes", batches)
+        if self.verify_sizes is not None:
+            sizes = tuple((int(h), int(w)) for h, w in self.verify_sizes)
+            lo, hi = self.size
+            outside = [s for s in sizes if not (lo <= min(s) and max(s) <= hi)]
+            if not sizes or outside:
+                raise ValueError(
+                    f"verify_sizes must be [h, w] pairs within size {list(self.size)}, got "
+                    f"{[list(s) for s in (outside or sizes)]}"
+                )
+            object.__setattr__(self, "verify_sizes", sizes)
+        if self.quantize not in QUANTIZE:
+            raise ValueError(f"quantize must be null or 'dynamic', got {self.quantize!r}")
+        if self.quantize and "onnx" not in self.formats:
+            raise ValueError("quantize=dynamic quantizes the ONNX file: add onnx to format")
+        if self.eval_images is not None and int(self.eval_images) < 1:
+            raise ValueError(f"eval_images must be null or >= 1, got {self.eval_images!r}")
+
+
+def export_detector(ckpt: str | os.PathLike, output_dir: str | os.PathLike,
+                    settings: ExportSettings, seed: int = 0) -> dict:  # fmt: skip
+    """Export ``ckpt`` in each of ``settings.formats``, check the three parity layers and,
+    when all pass, move the files into ``output_dir``. Returns the report (also written to
+    ``export_report.json``); raises ``ExportVerificationError`` naming the failed layer
+    (nothing of this export is left in ``output_dir`` then)."""
+    from visdet.inference import Detector
+    from visdet.runs.evaluate import eval_dataset
+
+    output_dir = Path(output_dir)
+    _check_writable(output_dir)
+    eager = Detector.from_checkpoint(ckpt)
+    if eager.description is None:
+        raise ValueError(
+            f"ckpt {ckpt} has no stored model description: export a visdet .ckpt or "
+            "model.safetensors of a training run"
+        )
+    cfg = OmegaConf.create({"ckpt": str(ckpt), "data": None, "split": settings.split})
+    dataset = eval_dataset(cfg, eager)
+    graph = DetectorGraph(eager.detector, settings.max_det).eval()
+    heads = HeadGraph(eager.detector)
+    cases = parity_cases(eager, dataset, settings, seed)
+    example = cases[0][1][:1]
+    staging = Path(tempfile.mkdtemp(prefix=f".{settings.name}-export-", dir=output_dir))
+    results: list[FormatResult] = []
+    try:
+        eager_ap, eager_ms = dataset_ap(eager, dataset, settings)
+        for fmt in settings.formats:
+            results.append(
+                export_format(fmt, graph, heads, example, cases, staging, eager, dataset, settings)
+            )
+            _ap_layer(results[-1], eager_ap, settings.ap_tolerance)
+        if settings.quantize:
+            results.append(quantize_onnx(staging, eager, dataset, settings, eager_ap))
+        report = build_report(ckpt, settings, eager_ap, eager_ms, results, eager)
+        print(format_report(report), flush=True)
+        failed = [(r, layer) for r in results for layer in r.layers
+                  if not layer.passed and r.format != "onnx-int8"]  # fmt: skip
+        if failed:
+            r, layer = failed[0]
+            raise ExportVerificationError(
+                f"{r.format} export failed its parity check, {layer.failure}; nothing was "
+                f"written to {output_dir}"
+            )
+        for r in results:
+            for path in r.files:
+                os.replace(path, output_dir / path.name)
+        write_text_atomic(output_dir / "export_report.json", json.dumps(report, indent=2) + "\n")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return report
+
+
+def _check_writable(output_dir: Path) -> None:
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=output_dir, prefix=".write-test-")
+        probe.close()
+    except OSError as e:
+        raise ValueError(f"export.output_dir {output_dir} cannot be written: {e}") from e
+
+
+# -- the inputs of the parity check -----------------------------------------------------------
+def parity_cases(eager, dataset, settings: ExportSettings, seed: int) -> list[tuple[str, Tensor]]:
+    """(name, images [B, 3, H, W]) for every verify batch size at two sizes: the size the
+    first validation image has after preprocessing and a second one (or ``verify_sizes``).
+    Images are validation images resized to the case's size; the last image of the largest
+    batch is flat grey (no detections, usually)."""
+    count = max(settings.verify_batch_sizes)
+    pictures = []
+    for i in range(min(count, len(dataset))):
+        item = dataset[i]
+        if isinstance(item, tuple):  # not a SkippedImage
+            pictures.append(eager.preprocess(item[0]))
+    if not pictures:
+        raise ValueError(f"the {settings.split} split has no readable image for the parity check")
+    while len(pictures) < count:
+        pictures.append(pictures[len(pictures) % max(1, len(pictures))].flip(-1))
+    sizes = settings.verify_sizes or _default_sizes(tuple(pictures[0].shape[-2:]), settings.size)
+    torch.manual_seed(seed)
+    cases = []
+    for h, w in sizes:
+        resized = [resize_to(p, (h, w)) for p in pictures]
+        resized[-1] = torch.full_like(resized[-1], 0.5)
+        for b in settings.verify_batch_sizes:
+            batch = resized[-b:] if b == count else resized[:b]
+            cases.append((f"batch {b} at {h}x{w}", torch.stack(batch)))
+    return cases
+
+
+def _default_sizes(first: tuple[int, int], bounds: tuple[int, int]) -> list[tuple[int, int]]:
+    lo, hi = bounds
+    second = tuple(min(hi, max(lo, s + d)) for s, d in zip(first, (32, 64), strict=True))
+    if second == first:
+        second = tuple(min(hi, max(lo, s - d)) for s, d in zip(first, (32, 64), strict=True))
+    return [tuple(min(hi, max(lo, s)) for s in first), second]
+
+
+# -- one format ------------------------------------------------------------------------------
+def export_format(fmt, graph, heads, example, cases, staging, eager, dataset, settings):
+    """Export the detector and its head graph in ``fmt`` into ``staging`` and run layers (a)
+    and (b) and the AP of (c) on them."""
+    name = settings.name
+    path = staging / f"{name}{FORMAT_SUFFIXES[fmt]}"
+    heads_path = staging / f".{name}.heads{FORMAT_SUFFIXES[fmt]}"  # checked, never shipped
+    start = time.perf_counter()
+    log.info("exporting %s (%s)", path.name, fmt)
+    if fmt == "onnx":
+        export_onnx(graph, example[0], str(path), settings.size)
+        export_heads_onnx(heads, example, str(heads_path), settings.size)
+    else:
+        export_aoti(BatchOfOneGraph(graph), example, str(path), settings.size)
+        export_aoti(heads, example, str(heads_path), settings.size)
+    result = FormatResult(fmt, [path], time.perf_counter() - start)
+    run = load_backend_runner(path, fmt, torch.device("cpu"))
+    run_heads = _heads_runner(heads_path, fmt)
+    # every size: a validation image and the flat one
+    images = [im for _, batch in cases if len(batch) == len(cases[-1][1]) for im in batch[-2:]]
+    result.layers.append(compare_heads(run_heads, heads, images, HEAD_NAMES, settings.rtol,
+                                       settings.atol))  # fmt: skip
+    detection_cases = []
+    for case_name, batch in cases:
+        with torch.no_grad():
+            reference = trim(graph(batch))
+        detection_cases.append((case_name, batch, reference, run(batch)))
+    result.layers.append(compare_detections(detection_cases, settings.iou_min,
+                                            settings.score_atol))  # fmt: skip
+    result.latency_ms = latencies(run, graph, cases)
+    exported = _detector_on(run, eager)
+    result.ap, _ = dataset_ap(exported, dataset, settings)
+    if fmt == "aotinductor":
+        spec = staging / f"{name}.aotinductor.json"
+        write_spec(runtime_spec(eager, settings, path.name), spec)
+        result.files.append(spec)
+    result.files.append(write_sidecar(path, fmt, eager, settings))
+    return result
+
+
+def _heads_runner(path: Path, fmt: str):
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return lambda x: [torch.from_numpy(a) for a in session.run(None, {"images": x.numpy()})]
+    model = torch._inductor.aoti_load_package(str(path))
+    return lambda x: list(model(x.contiguous()))
+
+
+def _detector_on(run, eager):
+    """A Detector running ``run`` with ``eager``'s classes and preprocessing."""
+    from visdet.inference import Detector
+
+    module = ExportedDetectorModule(run, eager.num_classes)
+    det = Detector(module, eager.class_names, eager.category_ids, eager.preprocessing)
+    det.description = eager.description
+    return det
+
+
+def latencies(run, graph, cases) -> dict[str, float]:
+    """Milliseconds per call of the exported file and of the eager graph for each case
+    (median of 3 after one warm-up call)."""
+    out = {}
+    for case_name, batch in cases:
+        for who, fn in (("exported", run), ("eager", graph)):
+            times = []
+            for _ in range(4):
+                start = time.perf_counter()
+                with torch.no_grad():
+                    fn(batch)
+                times.append(time.perf_counter() - start)
+            out[f"{case_name} {who}"] = round(sorted(times[1:])[1] * 1000, 1)
+    return out
+
+
+# -- layer (c) ---------------------------------------------------------------------------------
+def dataset_ap(detector, dataset, settings: ExportSettings) -> tuple[float, float]:
+    """(COCO box AP in points, ms per image) of ``detector`` on ``dataset`` (its first
+    ``eval_images`` images when set)."""
+    from torch.utils.data import Subset
+
+    from visdet.metrics.coco_eval import evaluate_coco
+    from visdet.runs.evaluate import predict_dataset
+
+    subset = dataset
+    if settings.eval_images is not None and settings.eval_images < len(dataset):
+        subset = Subset(dataset, range(settings.eval_images))
+        subset.coco = dataset.coco  # predict_dataset reads nothing else of it
+        subset.cat_ids = dataset.cat_ids
+    start = time.perf_counter()
+    cfg = OmegaConf.create({"batch_size": 4, "num_workers": 0})
+    results = predict_dataset(detector, subset, cfg)
+    ms = (time.perf_counter() - start) * 1000 / max(1, len(subset))
+    ids = list(dataset.image_ids[: len(subset)]) if subset is not dataset else None
+    ap = evaluate_coco(dataset.coco, results, image_ids=ids).stats["AP"]
+    return round(100 * max(ap, 0.0), 3), round(ms, 2)
+
+
+def _ap_diff(ap: float | None, eager_ap: float) -> float | None:
+    return None if ap is None else round(abs(ap - eager_ap), 3)
+
+
+def _ap_layer(result: FormatResult, eager_ap: float, tolerance: float) -> None:
+    diff = _ap_diff(result.ap, eager_ap)
+    passed = diff is not None and diff <= tolerance
+    failure = "" if passed else (
+        f"layer (c) COCO AP: {result.ap:.3f} against eager {eager_ap:.3f}, a difference of "
+        f"{diff:.3f} points (at most {tolerance:g} allowed)"
+    )  # fmt: skip
+    measured = {"ap": result.ap, "eager_ap": eager_ap, "ap_diff": diff, "tolerance": tolerance}
+    result.layers.append(Layer("c: COCO AP", passed, measured, [], failure))
+
+
+# -- int8 --------------------------------------------------------------------------------------
+def quantize_onnx(staging: Path, eager, dataset, settings: ExportSettings, eager_ap: float):
+    """``<name>.int8.onnx``: onnxruntime's dynamic quantization (int8 weights of the MatMul
+    and Gemm layers, activations quantized per call) of the checked ONNX file; its AP change
+    is reported (layer c, informational: quantization is expected to move numbers)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    source = staging / f"{settings.name}.onnx"
+    target = staging / f"{settings.name}.int8.onnx"
+    start = time.perf_counter()
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    result = FormatResult("onnx-int8", [target], time.perf_counter() - start)
+    run = load_backend_runner(target, "onnx", torch.device("cpu"))
+    result.ap, ms = dataset_ap(_detector_on(run, eager), dataset, settings)
+    _ap_layer(result, eager_ap, math.inf)
+    result.latency_ms = {"eval ms/image": ms}
+    result.files.append(write_sidecar(target, "onnx", eager, settings))
+    return result
+
+
+# -- metadata ------------------------------------------------------------------------------------
+def write_sidecar(path: Path, fmt: str, eager, settings: ExportSettings) -> Path:
+    meta = {
+        "visdet_export": SIDECAR_VERSION,
+        "format": fmt,
+        "file": path.name,
+        "inputs": {"images": "float32 [B, 3, H, W] RGB in [0, 1], resized by preprocessing"},
+        "outputs": list(OUTPUT_NAMES),
+        "batch": "dynamic" if fmt == "onnx" else 1,
+        "size": list(settings.size),
+        "max_det": settings.max_det,
+        "class_names": eager.class_names,
+        "category_ids": eager.category_ids,
+        "preprocessing": dict(eager.preprocessing),
+        "description": eager.description,
+    }
+    side = sidecar_path(path)
+    write_text_atomic(side, json.dumps(meta, indent=2, default=str) + "\n")
+    return side
+
+
+def runtime_spec(eager, settings: ExportSettings, weights: str) -> ModelSpec:
+    """The WhiskerToolbox runtime spec of the AOTInductor detector (batch of one)."""
+    lo, hi = settings.size
+    k = settings.max_det
+    pre = eager.preprocessing
+    family = (eager.description or {}).get("family", "detector")
+    resize = (
+        f"resized so the short side is {pre['min_size']} and the long side at most "
+        f"{pre['max_size']} (bilinear{', antialiased' if pre['antialias'] else ''})"
+        if pre["min_size"] else "at its own size"
+    )  # fmt: skip
+    names = ", ".join(eager.class_names)
+    return ModelSpec(
+        model_id=f"visdet_{family}_detector",
+        display_name=f"visdet {family} detector ({eager.num_classes} classes)",
+        description=f"Detects {names}. Labels 1..{eager.num_classes} in that order.",
+        inputs=(
+            TensorSlot(
+                "images", (3, lo, lo),
+                description=f"RGB image, float32 in [0, 1], {resize}; height and width "
+                f"{lo}..{hi}",
+            ),
+        ),  # fmt: skip
+        outputs=(
+            TensorSlot("boxes", (k, 4), description="xyxy in the input's pixels"),
+            TensorSlot("scores", (k,), description="rows past num_detections are 0"),
+            TensorSlot("labels", (k,), description=f"int64 class 1..{eager.num_classes}"),
+            TensorSlot("num_detections", (1,), description="int64 valid rows"),
+        ),
+        weights_path=weights,
+        backend="aotinductor",
+        batch_mode=BatchMode("fixed", 1, 1, 1),
+    )
+
+
+# -- the report --------------------------------------------------------------------------------
+def build_report(ckpt, settings: ExportSettings, eager_ap, eager_ms, results, eager) -> dict:
+    return {
+        "checkpoint": str(ckpt),
+        "max_det": settings.max_det,
+        "size": list(settings.size),
+        "eager": {"ap": eager_ap, "eval_ms_per_image": eager_ms},
+        "formats": [
+            {
+                "format": r.format,
+                "files": [p.name for p in r.files],
+                "export_s": round(r.export_s, 1),
+                "passed": r.passed,
+                "layers": [layer.to_json() for layer in r.layers],
+                "latency_ms": r.latency_ms,
+            }
+            for r in results
+        ],
+    }
+
+
+def format_report(report: dict) -> str:
+    """The printed parity table: one row per format and layer, then the latencies."""
+    lines = [f"{'format':<12} {'layer':<16} {'result':<6} measured"]
+    for r in report["formats"]:
+        for layer in r["layers"]:
+            lines.append(
+                f"{r['format']:<12} {layer['layer']:<16} "
+                f"{'pass' if layer['passed'] else 'FAIL':<6} {_measured(layer)}"
+            )
+    lines.append(f"eager COCO AP {report['eager']['ap']:.3f}")
+    lat = [r for r in report["formats"] if r["latency_ms"]]
+    if lat:
+        lines.append(f"{'format':<12} {'case':<26} {'exported ms':>11} {'eager ms':>9}")
+        for r in lat:
+            cases = sorted({k.rsplit(' ', 1)[0] for k in r["latency_ms"] if k.endswith("exported")})
+            for case in cases:
+                got = r["latency_ms"][f"{case} exported"]
+                ref = r["latency_ms"].get(f"{case} eager", float("nan"))
+                lines.append(f"{r['format']:<12} {case:<26} {got:>11.1f} {ref:>9.1f}")
+    return "\n".join(lines)
+
+
+def _measured(layer: dict) -> str:
+    if layer["layer"].startswith("a"):
+        return f"max |diff| {layer['max_abs_diff']:.2e} (rtol {layer['rtol']:g}, atol {layer['atol']:g})"
+    if layer["layer"].startswith("b"):
+        bad = sum(c.get("unmatched", 0) for c in layer["cases"])
+        return (f"{len(layer['cases'])} cases, {bad} unmatched, min IoU {layer['min_iou']:.5f}, "
+                f"max score diff {layer['max_score_diff']:.1e}")  # fmt: skip
+    return f"AP {layer['ap']:.3f} vs eager {layer['eager_ap']:.3f} (diff {layer['ap_diff']:.3f})"
+
+
+def parse_settings(cfg: dict, formats: Sequence[str] | str | None) -> ExportSettings:
+    """ExportSettings from the ``detector:`` config block and the ``format`` key."""
+    values = dict(cfg)
+    if formats is not None:
+        values["formats"] = formats
+    unknown = set(values) - set(ExportSettings.__dataclass_fields__)
+    if unknown:
+        raise ValueError(
+            f"detector: unknown key {sorted(unknown)[0]!r}; expected one of "
+            f"{sorted(ExportSettings.__dataclass_fields__)}"
+        )
+    for key in ("size", "verify_batch_sizes"):
+        if key in values and values[key] is not None:
+            values[key] = tuple(values[key])
+    if values.get("verify_sizes") is not None:
+        values["verify_sizes"] = tuple(tuple(s) for s in values["verify_sizes"])
+    return ExportSettings(**values)
