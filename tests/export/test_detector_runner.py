@@ -147,7 +147,7 @@ def test_bad_files_get_clear_messages(tmp_path, exported):
     with pytest.raises(ValueError, match="classes=.*disagrees"):
         Detector.from_checkpoint(exported, classes=["a", "b"])
     alone = write_model(tmp_path / "alone.onnx")
-    with pytest.raises(FileNotFoundError, match="no alone.visdet.json next to it"):
+    with pytest.raises(FileNotFoundError, match="no alone.onnx.visdet.json next to it"):
         Detector.from_checkpoint(alone)
     foreign = write_model(tmp_path / "foreign.onnx", output_names=("a", "b", "c", "d"))
     write_sidecar(foreign)

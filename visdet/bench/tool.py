@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 BENCH_KEYS = {
     "components", "groups", "batch_sizes", "image_sizes", "box_counts", "roi_counts",
-    "repeats", "warmup", "flops", "device", "system", "threads",
+    "repeats", "warmup", "flops", "device", "system", "threads", "exported",
+    "exported_batch_sizes", "exported_sizes",
 }  # fmt: skip
 TOP_LEVEL = {"bench", "preset", "paths", "hydra", "task_name", "seed", "output_dir", "report"}
 RUN_HERE = ("system", "core")  # groups that are not component groups
@@ -132,7 +133,8 @@ def run_bench(cfg: DictConfig) -> dict:
     run = new_run("components", settings, b.device)
     # groups may name "system" and "core" (run here); nothing selected = everything but core
     groups = [g for g in b.groups if g not in RUN_HERE]
-    everything = not b.components and not b.groups
+    exported = list(b.get("exported") or [])
+    everything = not b.components and not b.groups and not exported
     if everything or b.components or groups:
         run["results"] += run_components(
             components=list(b.components), groups=groups, batch_sizes=list(b.batch_sizes),
@@ -147,6 +149,13 @@ def run_bench(cfg: DictConfig) -> dict:
             train_steps=s.train_steps, latency_batch_sizes=list(s.latency_batch_sizes),
             repeats=s.repeats, warmup=b.warmup, data_dir=cfg.paths.data_dir,
             data_batches=s.data_batches, device=b.device,
+        )  # fmt: skip
+    if exported:
+        from visdet.bench.exported import exported_latency
+
+        run["results"] += exported_latency(
+            exported, list(b.exported_batch_sizes), [list(s) for s in b.exported_sizes],
+            repeats=b.repeats, warmup=b.warmup,
         )  # fmt: skip
     if "core" in b.groups:
         core = OmegaConf.to_container(cfg.preset.core, resolve=True)

@@ -15,6 +15,8 @@ one-image graph and adds the batch at the ONNX level (an ONNX Loop over the imag
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import Tensor, nn
 from torch.export import Dim, ExportedProgram
@@ -169,6 +171,9 @@ def export_heads_onnx(
 
 
 def _onnx_model(module: nn.Module, example: Tensor, input_name: str, output_names, dims: dict):
+    # the exporter's optimisation passes log every merged constant at INFO
+    for name in ("onnx_ir", "onnxscript"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     with torch.no_grad():
         program = torch.onnx.export(
             module.eval(),

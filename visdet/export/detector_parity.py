@@ -120,7 +120,9 @@ def compare_detections(
             and counts.shape == (b,)
         )  # fmt: skip
         if not shapes_ok:
-            failures.append(f"{name}: output shapes {[list(t.shape) for t in (boxes, scores, labels, counts)]}")
+            failures.append(
+                f"{name}: output shapes {[list(t.shape) for t in (boxes, scores, labels, counts)]}"
+            )
             rows.append({"case": name, "images": b, "passed": False})
             continue
         unmatched, padding_ok = 0, True

@@ -1,6 +1,6 @@
 """Run an exported detector file (``visdet export ckpt=...``) like a checkpoint.
 
-``load_exported_detector(path)`` reads the file's sidecar (``<stem>.visdet.json``: format,
+``load_exported_detector(path)`` reads the file's sidecar (``<file>.visdet.json``: format,
 classes, preprocessing, bounds) and returns a ``visdet.inference.Detector`` whose module is an
 ``ExportedDetectorModule``: ``visdet eval`` and ``visdet predict`` then take ``ckpt=model.onnx``
 or ``ckpt=model.pt2`` as they take a ``.ckpt``. The file sees images already resized by the
@@ -31,9 +31,10 @@ Outputs = tuple[Tensor, Tensor, Tensor, Tensor]
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
-    """``detector.onnx`` -> ``detector.visdet.json`` (the metadata next to an exported file)."""
+    """``detector.onnx`` -> ``detector.onnx.visdet.json`` (the metadata next to an exported
+    file; one per file, so ``detector.onnx`` and ``detector.pt2`` can share a folder)."""
     path = Path(path)
-    return path.with_name(path.stem + SIDECAR_SUFFIX)
+    return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
 def is_exported_detector(path: str | os.PathLike) -> bool:
@@ -199,6 +200,8 @@ def load_exported_detector(path: str | os.PathLike, device: str | torch.device =
     checked = _checked_device(device)
     run = load_backend_runner(path, meta["format"], checked)
     module = ExportedDetectorModule(run, len(meta["class_names"]), f"{meta['format']}: {path}")
-    det = Detector(module, meta["class_names"], meta["category_ids"], meta["preprocessing"], checked)
+    det = Detector(
+        module, meta["class_names"], meta["category_ids"], meta["preprocessing"], checked
+    )
     det.description = meta.get("description")
     return det

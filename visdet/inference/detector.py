@@ -114,10 +114,10 @@ class Detector:
 
         - An exported detector (``.onnx``, ``.pt2`` from ``visdet export ckpt=...``): run
           through its backend (``visdet.export.detector_runner``); classes and preprocessing
-          come from its sidecar ``<stem>.visdet.json``.
+          come from its sidecar ``<file>.visdet.json``.
 
-        ``preprocessing`` overrides the resize in every case but the last. The detector's own resize is
-        turned off (``detector.transform.resize_images = False``).
+        ``preprocessing`` overrides the resize in every case but the last. The detector's own
+        resize is turned off (``detector.transform.resize_images = False``).
         """
         from visdet.export.detector_runner import is_exported_detector, load_exported_detector
 

@@ -67,15 +67,19 @@ def run_eval(cfg: DictConfig) -> dict:
         )  # fmt: skip
         dataset = eval_dataset(cfg, detector)
         coco_gt, image_dir = dataset.coco, dataset.image_dir
+        predicting = time.perf_counter()
         results = predict_dataset(detector, dataset, cfg)
-        source = {"checkpoint": str(cfg.ckpt), "annotations": str(dataset.ann_file)}
+        speed = len(dataset) / max(time.perf_counter() - predicting, 1e-9)
+        source = {"checkpoint": str(cfg.ckpt), "annotations": str(dataset.ann_file),
+                  "images_per_s": round(speed, 2)}  # fmt: skip
         title = f"Evaluation of {Path(cfg.ckpt).name} on {Path(dataset.ann_file).name}"
     # time_s: everything up to the evaluation (reading or predicting the detections)
     extra = {"source": source, "time_s": round(time.perf_counter() - start, 1)}
     settings = EvalSettings(**{**settings.__dict__, "extra": extra})
     metrics = write_evaluation(coco_gt, results, out, image_dir, settings, title, has_ckpt)
     summary = " ".join(f"{k}={metrics['bbox'][k]:.4f}" for k in SUMMARY_KEYS if "bbox" in metrics)
-    print(f"eval: {summary} images={metrics['num_images']} -> {out}", flush=True)
+    speed = f" ({source['images_per_s']} images/s)" if "images_per_s" in source else ""
+    print(f"eval: {summary} images={metrics['num_images']}{speed} -> {out}", flush=True)
     return metrics
 
 
