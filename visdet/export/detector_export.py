@@ -490,9 +490,11 @@ def format_report(report: dict) -> str:
                 f"{r['format']:<12} {layer['layer']:<16} {_verdict(layer):<6} {_measured(layer)}"
             )
     eager = report["eager"]
-    lines.append(f"eager COCO AP {eager['ap']:.3f}; validation pass, ms per image: eager "
-                 f"{eager['eval_ms_per_image']:.1f}, " + ", ".join(
-                     f"{r['format']} {r['eval_ms_per_image']:.1f}" for r in report["formats"]))  # fmt: skip
+    speeds = [f"{r['format']} {r['eval_ms_per_image']:.1f}" for r in report["formats"]]
+    lines.append(
+        f"eager COCO AP {eager['ap']:.3f}; validation pass, ms per image: eager "
+        f"{eager['eval_ms_per_image']:.1f}, " + ", ".join(speeds)
+    )
     lat = [r for r in report["formats"] if r["latency_ms"]]
     if lat:
         lines.append(f"{'format':<12} {'case':<26} {'exported ms':>11} {'eager ms':>9}")
