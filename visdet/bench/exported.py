@@ -63,3 +63,17 @@ def exported_latency(
                     )  # fmt: skip
                 )
     return results
+
+
+def format_exported(results: Sequence[dict]) -> str:
+    """The exported rows against eager: file, case, exported ms, eager ms, ratio."""
+    rows = [r for r in results if r["component"].startswith("system/exported_")]
+    if not rows:
+        return ""
+    lines = [f"{'exported file':<40} {'case':<12} {'file ms':>8} {'eager ms':>9} {'ratio':>6}"]
+    for r in rows:
+        lines.append(
+            f"{r['extra']['file'][-40:]:<40} {r['case']:<12} {r['forward_ms']['median']:>8.1f} "
+            f"{r['extra']['eager_ms']:>9.1f} {r['extra']['exported_over_eager']:>6.2f}"
+        )
+    return "\n".join(lines)

@@ -163,6 +163,10 @@ def run_bench(cfg: DictConfig) -> dict:
     out = Path(cfg.output_dir)
     path = save_run(run, out / "results.json")
     print(format_table(run["results"]), flush=True)
+    if exported:
+        from visdet.bench.exported import format_exported
+
+        print(f"\n{format_exported(run['results'])}", flush=True)
     parts = format_parts(run["results"])
     if parts:
         print(f"\n{parts}", flush=True)
