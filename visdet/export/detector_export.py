@@ -164,7 +164,8 @@ def export_detector(ckpt: str | os.PathLike, output_dir: str | os.PathLike,
     dataset = eval_dataset(cfg, eager)
     graph = DetectorGraph(eager.detector, settings.max_det).eval()
     heads = HeadGraph(eager.detector)
-    cases = parity_cases(eager, dataset, settings, seed)
+    torch.manual_seed(seed)
+    cases = parity_cases(eager, dataset, settings)
     example = cases[0][1][:1]
     staging = Path(tempfile.mkdtemp(prefix=f".{settings.name}-export-", dir=output_dir))
     results: list[FormatResult] = []
@@ -209,7 +210,7 @@ def _check_writable(output_dir: Path) -> None:
 
 
 # -- the inputs of the parity check -----------------------------------------------------------
-def parity_cases(eager, dataset, settings: ExportSettings, seed: int) -> list[tuple[str, Tensor]]:
+def parity_cases(eager, dataset, settings: ExportSettings) -> list[tuple[str, Tensor]]:
     """(name, images [B, 3, H, W]) for every verify batch size at two sizes: the size the
     first validation image has after preprocessing and a second one (or ``verify_sizes``).
     Images are validation images resized to the case's size; the last image of the largest
@@ -225,14 +226,12 @@ def parity_cases(eager, dataset, settings: ExportSettings, seed: int) -> list[tu
     while len(pictures) < count:
         pictures.append(pictures[len(pictures) % max(1, len(pictures))].flip(-1))
     sizes = settings.verify_sizes or _default_sizes(tuple(pictures[0].shape[-2:]), settings.size)
-    torch.manual_seed(seed)
     cases = []
     for h, w in sizes:
         resized = [resize_to(p, (h, w)) for p in pictures]
         resized[-1] = torch.full_like(resized[-1], 0.5)
         for b in settings.verify_batch_sizes:
-            batch = resized[-b:] if b == count else resized[:b]
-            cases.append((f"batch {b} at {h}x{w}", torch.stack(batch)))
+            cases.append((f"batch {b} at {h}x{w}", torch.stack(resized[:b])))
     return cases
 
 
