@@ -1,5 +1,5 @@
 """Pure tensor functions for detection: boxes, NMS, RoIAlign, anchors, box coding, matching,
-dense post-processing and resizing.
+dense post-processing, resizing and the detection losses.
 
 Depends on torch only. Names, arguments and results mirror torchvision.ops.
 """
@@ -15,6 +15,12 @@ from visdet.ops.boxes import (
     remove_small_boxes,
 )
 from visdet.ops.dense_postprocess import postprocess_detections
+from visdet.ops.losses import (
+    complete_box_iou_loss,
+    distance_box_iou_loss,
+    generalized_box_iou_loss,
+    sigmoid_focal_loss,
+)
 from visdet.ops.matcher import Matcher
 from visdet.ops.nms import batched_nms, nms
 from visdet.ops.resize import resize_image, resized_size
@@ -33,11 +39,15 @@ __all__ = [
     "box_iou",
     "cell_anchors",
     "clip_boxes_to_image",
+    "complete_box_iou_loss",
+    "distance_box_iou_loss",
     "generalized_box_iou",
+    "generalized_box_iou_loss",
     "nms",
     "postprocess_detections",
     "remove_small_boxes",
     "resize_image",
+    "sigmoid_focal_loss",
     "resized_size",
     "roi_align",
 ]
