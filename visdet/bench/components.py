@@ -25,7 +25,15 @@ from visdet.models import FPN, FrozenBatchNorm2d
 from visdet.models.detectors.family import BenchBuilder
 from visdet.models.detectors.faster_rcnn_bench import random_rois
 from visdet.models.families import BENCH_BACKBONES, DETECTOR_FAMILIES
-from visdet.ops import batched_nms, nms, roi_align
+from visdet.ops import (
+    batched_nms,
+    complete_box_iou_loss,
+    distance_box_iou_loss,
+    generalized_box_iou_loss,
+    nms,
+    roi_align,
+    sigmoid_focal_loss,
+)
 from visdet.ops.nms import BATCHED_NMS_STRATEGIES, NMS_IMPLEMENTATIONS
 
 try:  # optional: compared side by side when importable; never a dependency
@@ -179,7 +187,18 @@ def loss_case(name: str) -> Callable[[Setting], Case]:
         labels = torch.randint(0, NUM_CLASSES + 1, (n,), generator=g).to(s.device)
         deltas = torch.randn(n, 4, generator=g).to(s.device).requires_grad_(True)
         targets = torch.randn(n, 4, generator=g).to(s.device)
+        xy = torch.rand(n, 2, generator=g) * 100
+        wh = torch.rand(n, 2, generator=g) * 50 + 1
+        gt = torch.cat([xy, xy + wh], 1)
+        shifted = gt + torch.randn(n, 4, generator=g) * 3
+        shifted[:, 2:] = torch.maximum(shifted[:, 2:], shifted[:, :2] + 1)
+        boxes, gt = shifted.to(s.device).requires_grad_(True), gt.to(s.device)
+        one_hot = F.one_hot(labels, NUM_CLASSES + 1).to(logits.dtype)
         fns = {
+            "sigmoid_focal": lambda: sigmoid_focal_loss(logits, one_hot, reduction="sum") / n,
+            "giou": lambda: generalized_box_iou_loss(boxes, gt, reduction="mean"),
+            "diou": lambda: distance_box_iou_loss(boxes, gt, reduction="mean"),
+            "ciou": lambda: complete_box_iou_loss(boxes, gt, reduction="mean"),
             "cross_entropy": lambda: F.cross_entropy(logits, labels),
             "smooth_l1": lambda: F.smooth_l1_loss(deltas, targets, beta=1 / 9),
             "bce_with_logits": lambda: F.binary_cross_entropy_with_logits(
@@ -236,6 +255,10 @@ COMPONENTS: dict[str, tuple[str, str, Callable[[Setting], Case], str]] = {
     "loss/cross_entropy": ("loss", "torch", loss_case("cross_entropy"), "rois"),
     "loss/smooth_l1": ("loss", "torch", loss_case("smooth_l1"), "rois"),
     "loss/bce_with_logits": ("loss", "torch", loss_case("bce_with_logits"), "rois"),
+    "loss/sigmoid_focal": ("loss", "visdet", loss_case("sigmoid_focal"), "rois"),
+    "loss/giou": ("loss", "visdet", loss_case("giou"), "rois"),
+    "loss/diou": ("loss", "visdet", loss_case("diou"), "rois"),
+    "loss/ciou": ("loss", "visdet", loss_case("ciou"), "rois"),
     "activation/relu": ("activation", "torch", layer_case(nn.ReLU), "image"),
     "activation/gelu": ("activation", "torch", layer_case(nn.GELU), "image"),
     "activation/silu": ("activation", "torch", layer_case(nn.SiLU), "image"),
