@@ -159,10 +159,17 @@ def test_exported_checkpoint_passes_every_layer_and_evaluates_like_it(tmp_path, 
     from visdet.runs.evaluate import run_eval
 
     ckpt, _ = trained
+    quantize = ["detector.quantize=dynamic"] if fmt == "onnx" else []
     cfg = export_cfg(tmp_path, f"ckpt={ckpt}", f"format={fmt}", "detector.max_det=50",
-                     "detector.size=[65,256]")  # fmt: skip
+                     "detector.size=[65,256]", *quantize)  # fmt: skip
     report = run_export(cfg)
-    [result] = report["formats"]
+    result, *int8 = report["formats"]
+    if fmt == "onnx":  # int8: reported, never failing
+        [int8] = int8
+        assert int8["format"] == "onnx-int8" and int8["files"][0] == "detector.int8.onnx"
+        [ap_layer] = int8["layers"]
+        assert ap_layer["tolerance"] is None and ap_layer["ap_diff"] >= 0
+        assert (tmp_path / "out" / "detector.int8.onnx.visdet.json").is_file()
     assert result["passed"] and [layer["layer"][0] for layer in result["layers"]] == list("abc")
     cases = result["layers"][1]["cases"]
     assert [c["images"] for c in cases] == [1, 2, 4, 1, 2, 4]
@@ -193,6 +200,15 @@ def test_exported_checkpoint_passes_every_layer_and_evaluates_like_it(tmp_path, 
     assert [r["case"] for r in rows] == ["b1_96x96", "b2_96x96"]
     assert all(r["component"] == f"system/exported_{fmt}" and r["extra"]["eager_ms"] > 0
                for r in rows)  # fmt: skip
+    from visdet.bench.exported import format_exported
+
+    assert format_exported(rows).splitlines()[0].split()[-5:] == [
+        "file",
+        "ms",
+        "eager",
+        "ms",
+        "ratio",
+    ]
     ap_ckpt = evaluate(ckpt, tmp_path / "eval_ckpt")
     ap_file = evaluate(out / f"detector{suffix}", tmp_path / "eval_file")
     assert abs(ap_file - ap_ckpt) <= 0.001  # 0.1 AP points
