@@ -79,3 +79,10 @@ def test_bad_shapes():
         coder.decode(torch.zeros(3, 6), torch.zeros(3, 4))
     with pytest.raises(ValueError):
         BoxCoder((1.0, 1.0, 1.0))
+
+
+def test_no_boxes_encode_and_decode_to_empty():
+    coder = BoxCoder((10.0, 10.0, 5.0, 5.0))
+    assert coder.decode(torch.zeros(0, 4), torch.zeros(0, 4)).shape == (0, 4)
+    assert coder.decode(torch.zeros(0, 12), torch.zeros(0, 4)).shape == (0, 12)
+    assert coder.encode(torch.zeros(0, 4), torch.zeros(0, 4)).shape == (0, 4)

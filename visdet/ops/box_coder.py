@@ -83,4 +83,4 @@ class BoxCoder:
         half_w = 0.5 * torch.exp(dw) * rw
         half_h = 0.5 * torch.exp(dh) * rh
         out = torch.stack((cx - half_w, cy - half_h, cx + half_w, cy + half_h), dim=2)
-        return out.reshape(deltas.shape[0], -1)
+        return out.reshape(deltas.shape[0], deltas.shape[1])  # also for no boxes
