@@ -1,0 +1,50 @@
+"""Detections of a dense (one-stage) head, with torchvision's RetinaNet semantics
+(``RetinaNet.postprocess_detections``): per pyramid level, the class probabilities
+(sigmoid) above ``score_thresh``, the best ``topk`` of them (anchor and class of each), their
+boxes decoded from the anchors; then, over all levels, the shared dense post-processing
+(``visdet.ops.postprocess_detections``: clip, per-class NMS, the best ``max_detections``).
+No small boxes are dropped (``min_size`` 0), as torchvision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from visdet.ops import BoxCoder, clip_boxes_to_image, postprocess_detections
+
+
+def level_candidates(
+    logits: Tensor, deltas: Tensor, anchors: Tensor, coder: BoxCoder, image_size: tuple[int, int],
+    score_thresh: float, topk: int,
+) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    """One level of one image: logits [A, K], deltas [A, 4], anchors [A, 4] -> the top
+    candidates' (boxes [T, 4] clipped, scores [T], labels [T] in 1..K)."""
+    num_classes = logits.shape[-1]
+    scores = torch.sigmoid(logits).flatten()
+    passed = torch.where(scores > score_thresh)[0]
+    scores, order = scores[passed].topk(min(topk, passed.numel()))
+    idxs = passed[order]
+    anchor_idxs = torch.div(idxs, num_classes, rounding_mode="floor")
+    labels = idxs % num_classes + 1
+    boxes = coder.decode(deltas[anchor_idxs], anchors[anchor_idxs])
+    return clip_boxes_to_image(boxes, image_size), scores, labels
+
+
+def dense_detections(
+    logits: Sequence[Tensor], deltas: Sequence[Tensor], anchors: Sequence[Tensor],
+    image_size: tuple[int, int], coder: BoxCoder, score_thresh: float = 0.05,
+    topk: int = 1000, nms_thresh: float = 0.5, max_detections: int = 300,
+) -> dict[str, Tensor]:  # fmt: skip
+    """One image: per-level logits [A_l, K], deltas [A_l, 4], anchors [A_l, 4] ->
+    ``{"boxes", "scores", "labels"}`` by decreasing score."""
+    parts = [
+        level_candidates(lg, dl, a, coder, image_size, score_thresh, topk)
+        for lg, dl, a in zip(logits, deltas, anchors, strict=True)
+    ]
+    boxes, scores, labels = (torch.cat(p) for p in zip(*parts, strict=True))
+    return postprocess_detections(
+        boxes, scores, labels, image_size, score_thresh, nms_thresh, max_detections, min_size=0.0
+    )
