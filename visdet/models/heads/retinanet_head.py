@@ -37,10 +37,14 @@ def _tower(channels: int, num_convs: int, norm: str) -> nn.Sequential:
     return tower
 
 
-def _flatten(x: Tensor, columns: int) -> Tensor:
-    """[B, A * C, H, W] -> [B, HWA, C] (location-major, a location's anchors together)."""
-    b, _, h, w = x.shape
-    return x.view(b, -1, columns, h, w).permute(0, 3, 4, 1, 2).reshape(b, -1, columns)
+def flatten_levels(levels: Sequence[Tensor], columns: int) -> Tensor:
+    """Per level [B, A * C, H, W] -> [B, sum(HWA), C], levels concatenated in order, each
+    location-major with a location's anchors together (the dense heads' output order)."""
+    out = []
+    for x in levels:
+        b, _, h, w = x.shape
+        out.append(x.view(b, -1, columns, h, w).permute(0, 3, 4, 1, 2).reshape(b, -1, columns))
+    return torch.cat(out, 1)
 
 
 class RetinaNetClassificationHead(nn.Module):
@@ -60,8 +64,7 @@ class RetinaNetClassificationHead(nn.Module):
         self.num_anchors = num_anchors
 
     def forward(self, features: Sequence[Tensor]) -> Tensor:
-        return torch.cat([_flatten(self.cls_logits(self.conv(x)), self.num_classes)
-                          for x in features], 1)  # fmt: skip
+        return flatten_levels([self.cls_logits(self.conv(x)) for x in features], self.num_classes)
 
 
 class RetinaNetRegressionHead(nn.Module):
@@ -74,7 +77,7 @@ class RetinaNetRegressionHead(nn.Module):
         nn.init.zeros_(self.bbox_reg.bias)
 
     def forward(self, features: Sequence[Tensor]) -> Tensor:
-        return torch.cat([_flatten(self.bbox_reg(self.conv(x)), 4) for x in features], 1)
+        return flatten_levels([self.bbox_reg(self.conv(x)) for x in features], 4)
 
 
 class RetinaNetHead(nn.Module):
