@@ -67,3 +67,20 @@ def test_mismatched_levels_raise():
         AnchorGenerator(((32,), (64,)), ((1.0,), (1.0,), (1.0,)))
     with pytest.raises(ValueError):
         AnchorGenerator(((32,), ()), (1.0,))
+
+
+def test_retinanets_anchors_equal_torchvisions():
+    """torchvision's RetinaNet anchors (three scales per octave, P3-P7), stored from
+    tests/reference_data/make_torchvision_retinanet_anchor_references.py."""
+    from pathlib import Path
+
+    refs = torch.load(
+        Path(__file__).parents[1] / "reference_data"
+        / "torchvision_retinanet_anchor_references.pt",
+        weights_only=True,
+    )  # fmt: skip
+    sizes = [tuple(x * 2 ** (k / 3) for k in range(3)) for x in (32, 64, 128, 256, 512)]
+    assert [tuple(int(s) for s in level) for level in sizes] == [tuple(s) for s in refs["sizes"]]
+    generator = AnchorGenerator([tuple(s) for s in refs["sizes"]], (0.5, 1.0, 2.0))
+    anchors = torch.cat(generator(tuple(refs["image"]), [tuple(f) for f in refs["features"]]))
+    assert torch.equal(anchors, refs["anchors"])
