@@ -12,7 +12,7 @@ from visdet.models.heads.fcos_head import FCOSHead
 
 REFERENCE_DIR = Path(__file__).parents[1] / "reference_data"
 sys.path.insert(0, str(REFERENCE_DIR))
-from deterministic_weights import fill, value  # noqa: E402
+from deterministic_weights import fill, level_features  # noqa: E402
 
 REFS = torch.load(REFERENCE_DIR / "torchvision_fcos_head_references.pt", weights_only=True)
 CHANNELS, ANCHORS, CLASSES = (REFS["settings"][k] for k in ("channels", "anchors", "classes"))
@@ -24,9 +24,8 @@ def test_outputs_equal_torchvisions_on_the_same_weights():
     state = head.state_dict()
     assert list(state) == REFS["keys"]  # torchvision's layout, in its order
     head.load_state_dict(fill([(k, tuple(state[k].shape)) for k in REFS["keys"]]))
-    feats = [value("feature", 100 + i, (1, CHANNELS, h, w)) for i, (h, w) in enumerate(SIZES)]
     with torch.no_grad():
-        out = head(feats)
+        out = head(level_features(CHANNELS, SIZES))
     total = sum(h * w for h, w in SIZES)
     shapes = {"cls_logits": CLASSES, "bbox_regression": 4, "bbox_ctrness": 1}
     for name, columns in shapes.items():

@@ -13,15 +13,11 @@ from visdet.models.heads.retinanet_head import RetinaNetHead
 
 REFERENCE_DIR = Path(__file__).parents[1] / "reference_data"
 sys.path.insert(0, str(REFERENCE_DIR))
-from deterministic_weights import fill, value  # noqa: E402
+from deterministic_weights import fill, level_features  # noqa: E402
 
 REFS = torch.load(REFERENCE_DIR / "torchvision_retinanet_head_references.pt", weights_only=True)
 CHANNELS, ANCHORS, CLASSES = (REFS["settings"][k] for k in ("channels", "anchors", "classes"))
 SIZES = REFS["settings"]["sizes"]
-
-
-def features():
-    return [value("feature", 100 + i, (1, CHANNELS, h, w)) for i, (h, w) in enumerate(SIZES)]
 
 
 @pytest.mark.parametrize(("version", "norm"), [("v1", "none"), ("v2", "group")])
@@ -32,7 +28,7 @@ def test_outputs_equal_torchvisions_on_the_same_weights(version, norm):
     assert list(state) == keys  # torchvision's layout, in its order
     head.load_state_dict(fill([(k, tuple(state[k].shape)) for k in keys]))
     with torch.no_grad():
-        out = head(features())
+        out = head(level_features(CHANNELS, SIZES))
     total = sum(h * w for h, w in SIZES) * ANCHORS
     assert out["cls_logits"].shape == (1, total, CLASSES)
     assert out["bbox_regression"].shape == (1, total, 4)

@@ -26,6 +26,11 @@ def value(key: str, index: int, shape: tuple[int, ...]) -> torch.Tensor:
     return (gain * v * math.sqrt(3.0 / fan_in)).reshape(shape)  # uniform-like, unit gain
 
 
+def level_features(channels: int, sizes) -> list[torch.Tensor]:
+    """FPN-like float64 features [1, channels, h, w] per level (dense-head references)."""
+    return [value("feature", 100 + i, (1, channels, h, w)) for i, (h, w) in enumerate(sizes)]
+
+
 def fill(keys_and_shapes: list[tuple[str, tuple[int, ...]]]) -> dict[str, torch.Tensor]:
     return {k: value(k, i, s) for i, (k, s) in enumerate(keys_and_shapes) if len(s) > 0}
 

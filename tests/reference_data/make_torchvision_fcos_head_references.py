@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 import torchvision
-from deterministic_weights import fill, value
+from deterministic_weights import fill, level_features
 from torchvision.models.detection.fcos import FCOSHead
 
 OUT = Path(__file__).with_name("torchvision_fcos_head_references.pt")
@@ -22,9 +22,8 @@ def main() -> None:
     head = FCOSHead(CHANNELS, ANCHORS, CLASSES).double().eval()
     keys = [(k, tuple(v.shape)) for k, v in head.state_dict().items()]
     head.load_state_dict(fill(keys))
-    feats = [value("feature", 100 + i, (1, CHANNELS, h, w)) for i, (h, w) in enumerate(SIZES)]
     with torch.no_grad():
-        out = head(feats)
+        out = head(level_features(CHANNELS, SIZES))
     refs = {f"out_{k}": v for k, v in out.items()}
     refs["keys"] = [k for k, _ in keys]
     refs["settings"] = {"channels": CHANNELS, "anchors": ANCHORS, "classes": CLASSES,

@@ -15,18 +15,13 @@ from pathlib import Path
 
 import torch
 import torchvision
-from deterministic_weights import fill, value
+from deterministic_weights import fill, level_features
 from torch import nn
 from torchvision.models.detection.retinanet import RetinaNetHead
 
 OUT = Path(__file__).with_name("torchvision_retinanet_head_references.pt")
 CHANNELS, ANCHORS, CLASSES = 32, 9, 5
 SIZES = [(8, 10), (4, 5), (2, 3), (1, 2), (2, 1)]
-
-
-def features() -> list[torch.Tensor]:
-    """FPN-like float64 features [1, CHANNELS, h, w] per level, from the formula."""
-    return [value("feature", 100 + i, (1, CHANNELS, h, w)) for i, (h, w) in enumerate(SIZES)]
 
 
 def main() -> None:
@@ -36,7 +31,7 @@ def main() -> None:
         keys = [(k, tuple(v.shape)) for k, v in head.state_dict().items()]
         head.load_state_dict(fill(keys))
         with torch.no_grad():
-            out = head(features())
+            out = head(level_features(CHANNELS, SIZES))
         refs[f"{name}_keys"] = [k for k, _ in keys]
         refs[f"{name}_cls_logits"] = out["cls_logits"]
         refs[f"{name}_bbox_regression"] = out["bbox_regression"]

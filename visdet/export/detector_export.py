@@ -37,6 +37,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import Tensor
 
+from visdet.bench.measure import time_ms
 from visdet.export.detector_graph import (
     HEAD_NAMES,
     MIN_SIDE,
@@ -54,7 +55,9 @@ from visdet.export.detector_runner import (
     FORMAT_SUFFIXES,
     SIDECAR_VERSION,
     ExportedDetectorModule,
+    aoti_package,
     load_backend_runner,
+    onnx_session,
     sidecar_path,
     trim,
 )
@@ -166,6 +169,9 @@ def export_detector(ckpt: str | os.PathLike, output_dir: str | os.PathLike,
     heads = HeadGraph(eager.detector)
     torch.manual_seed(seed)
     cases = parity_cases(eager, dataset, settings)
+    with torch.no_grad():  # the eager side of layer (b), the same for every format
+        references = [trim(graph(batch)) for _, batch in cases]
+    eager_latency = latencies(graph, cases)
     example = cases[0][1][:1]
     staging = Path(tempfile.mkdtemp(prefix=f".{settings.name}-export-", dir=output_dir))
     results: list[FormatResult] = []
@@ -174,14 +180,24 @@ def export_detector(ckpt: str | os.PathLike, output_dir: str | os.PathLike,
         for fmt in settings.formats:
             results.append(
                 export_format(
-                    fmt, graph, heads, example, cases, staging, eager, dataset, settings, ckpt
+                    fmt,
+                    graph,
+                    heads,
+                    example,
+                    cases,
+                    references,
+                    staging,
+                    eager,
+                    dataset,
+                    settings,
+                    ckpt,
                 )  # fmt: skip
             )
             _ap_layer(results[-1], eager_ap, settings.ap_tolerance)
         if settings.quantize:
             results.append(quantize_onnx(staging, eager, dataset, settings, eager_ap, ckpt,
-                                         graph, cases))  # fmt: skip
-        report = build_report(ckpt, settings, eager_ap, eager_ms, results, eager)
+                                         cases))  # fmt: skip
+        report = build_report(ckpt, settings, eager_ap, eager_ms, eager_latency, results)
         print(format_report(report), flush=True)
         failed = [(r, layer) for r in results for layer in r.layers
                   if not layer.passed and r.format != "onnx-int8"]  # fmt: skip
@@ -244,7 +260,8 @@ def _default_sizes(first: tuple[int, int], bounds: tuple[int, int]) -> list[tupl
 
 
 # -- one format ------------------------------------------------------------------------------
-def export_format(fmt, graph, heads, example, cases, staging, eager, dataset, settings, ckpt):
+def export_format(fmt, graph, heads, example, cases, references, staging, eager, dataset,
+                  settings, ckpt):  # fmt: skip
     """Export the detector and its head graph in ``fmt`` into ``staging`` and run layers (a)
     and (b) and the AP of (c) on them."""
     name = settings.name
@@ -269,14 +286,13 @@ def export_format(fmt, graph, heads, example, cases, staging, eager, dataset, se
     images = [im for _, batch in cases if len(batch) == len(cases[-1][1]) for im in batch[-2:]]
     result.layers.append(compare_heads(run_heads, heads, images, HEAD_NAMES, settings.rtol,
                                        settings.atol))  # fmt: skip
-    detection_cases = []
-    for case_name, batch in cases:
-        with torch.no_grad():
-            reference = trim(graph(batch))
-        detection_cases.append((case_name, batch, reference, run(batch)))
+    detection_cases = [
+        (case_name, batch, reference, run(batch))
+        for (case_name, batch), reference in zip(cases, references, strict=True)
+    ]
     result.layers.append(compare_detections(detection_cases, settings.iou_min,
                                             settings.score_atol))  # fmt: skip
-    result.latency_ms = latencies(run, graph, cases)
+    result.latency_ms = latencies(run, cases)
     exported = _detector_on(run, eager)
     result.ap, result.eval_ms_per_image = dataset_ap(exported, dataset, settings)
     if fmt == "aotinductor":
@@ -299,11 +315,9 @@ def _write_batched(one_image: Path, path: Path) -> None:
 
 def _heads_runner(path: Path, fmt: str):
     if fmt == "onnx":
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = onnx_session(path, torch.device("cpu"))
         return lambda x: [torch.from_numpy(a) for a in session.run(None, {"images": x.numpy()})]
-    model = torch._inductor.aoti_load_package(str(path))
+    model = aoti_package(path)
     return lambda x: list(model(x.contiguous()))
 
 
@@ -317,19 +331,13 @@ def _detector_on(run, eager):
     return det
 
 
-def latencies(run, graph, cases) -> dict[str, float]:
-    """Milliseconds per call of the exported file and of the eager graph for each case
-    (median of 3 after one warm-up call)."""
+def latencies(fn, cases) -> dict[str, float]:
+    """Milliseconds per call of ``fn`` for each case (median of 3 after one warm-up call)."""
     out = {}
     for case_name, batch in cases:
-        for who, fn in (("exported", run), ("eager", graph)):
-            times = []
-            for _ in range(4):
-                start = time.perf_counter()
-                with torch.no_grad():
-                    fn(batch)
-                times.append(time.perf_counter() - start)
-            out[f"{case_name} {who}"] = round(sorted(times[1:])[1] * 1000, 1)
+        with torch.no_grad():
+            stats = time_ms(lambda batch=batch: fn(batch), repeats=3, warmup=1)
+        out[case_name] = round(stats["median"], 1)
     return out
 
 
@@ -374,7 +382,7 @@ def _ap_layer(result: FormatResult, eager_ap: float, tolerance: float | None) ->
 
 # -- int8 --------------------------------------------------------------------------------------
 def quantize_onnx(staging: Path, eager, dataset, settings: ExportSettings, eager_ap: float,
-                  ckpt, graph, cases):  # fmt: skip
+                  ckpt, cases):  # fmt: skip
     """``<name>.int8.onnx``: onnxruntime's dynamic quantization (int8 weights of the MatMul
     and Gemm layers, activations quantized per call) of the checked ONNX file; its AP change
     is reported (layer c, informational: quantization is expected to move numbers)."""
@@ -396,7 +404,7 @@ def quantize_onnx(staging: Path, eager, dataset, settings: ExportSettings, eager
     run = load_backend_runner(target, "onnx", torch.device("cpu"))
     result.ap, result.eval_ms_per_image = dataset_ap(_detector_on(run, eager), dataset, settings)
     _ap_layer(result, eager_ap, None)
-    result.latency_ms = latencies(run, graph, cases)
+    result.latency_ms = latencies(run, cases)
     result.files.append(write_sidecar(target, "onnx", eager, settings, ckpt))
     return result
 
@@ -459,12 +467,13 @@ def runtime_spec(eager, settings: ExportSettings, weights: str) -> ModelSpec:
 
 
 # -- the report --------------------------------------------------------------------------------
-def build_report(ckpt, settings: ExportSettings, eager_ap, eager_ms, results, eager) -> dict:
+def build_report(ckpt, settings: ExportSettings, eager_ap, eager_ms, eager_latency,
+                 results) -> dict:  # fmt: skip
     return {
         "checkpoint": str(ckpt),
         "max_det": settings.max_det,
         "size": list(settings.size),
-        "eager": {"ap": eager_ap, "eval_ms_per_image": eager_ms},
+        "eager": {"ap": eager_ap, "eval_ms_per_image": eager_ms, "latency_ms": eager_latency},
         "formats": [
             {
                 "format": r.format,
@@ -494,15 +503,11 @@ def format_report(report: dict) -> str:
         f"eager COCO AP {eager['ap']:.3f}; validation pass, ms per image: eager "
         f"{eager['eval_ms_per_image']:.1f}, " + ", ".join(speeds)
     )
-    lat = [r for r in report["formats"] if r["latency_ms"]]
-    if lat:
-        lines.append(f"{'format':<12} {'case':<26} {'exported ms':>11} {'eager ms':>9}")
-        for r in lat:
-            cases = sorted({k.rsplit(" ", 1)[0] for k in r["latency_ms"] if k.endswith("exported")})
-            for case in cases:
-                got = r["latency_ms"][f"{case} exported"]
-                ref = r["latency_ms"].get(f"{case} eager", float("nan"))
-                lines.append(f"{r['format']:<12} {case:<26} {got:>11.1f} {ref:>9.1f}")
+    lines.append(f"{'format':<12} {'case':<26} {'exported ms':>11} {'eager ms':>9}")
+    for r in report["formats"]:
+        for case, ms in r["latency_ms"].items():
+            ref = eager["latency_ms"][case]
+            lines.append(f"{r['format']:<12} {case:<26} {ms:>11.1f} {ref:>9.1f}")
     return "\n".join(lines)
 
 

@@ -86,7 +86,9 @@ def load_backend_runner(path: str | os.PathLike, fmt: str, device: torch.device)
     raise ValueError(f"format must be one of {list(FORMAT_SUFFIXES)}, got {fmt!r}")
 
 
-def _onnx_runner(path: Path, device: torch.device) -> Callable:
+def onnx_session(path: Path, device: torch.device):
+    """An onnxruntime session for ``path`` (CUDA first when ``device`` is CUDA and onnxruntime
+    has it); ValueError when onnxruntime cannot load the file."""
     try:
         import onnxruntime as ort
     except ImportError as e:
@@ -97,9 +99,25 @@ def _onnx_runner(path: Path, device: torch.device) -> Callable:
     if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
         providers.insert(0, "CUDAExecutionProvider")
     try:
-        session = ort.InferenceSession(str(path), providers=providers)
+        return ort.InferenceSession(str(path), providers=providers)
     except Exception as e:  # onnxruntime raises its own exception types for a bad file
         raise ValueError(f"{path}: onnxruntime cannot load it ({str(e).splitlines()[0]})") from e
+
+
+def aoti_package(path: Path):
+    """The loaded AOTInductor package ``path``; ValueError when it is not one."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        try:
+            return torch._inductor.aoti_load_package(str(path))
+        except Exception as e:  # the loader raises RuntimeError subclasses for a bad package
+            raise ValueError(f"{path}: not an AOTInductor package ({e})") from e
+
+
+def _onnx_runner(path: Path, device: torch.device) -> Callable:
+    session = onnx_session(path, device)
     inputs = [i.name for i in session.get_inputs()]
     outputs = [o.name for o in session.get_outputs()]
     if inputs != ["images"] or outputs != list(OUTPUT_NAMES):
@@ -116,14 +134,7 @@ def _onnx_runner(path: Path, device: torch.device) -> Callable:
 
 
 def _aoti_runner(path: Path, device: torch.device) -> Callable:
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        try:
-            model = torch._inductor.aoti_load_package(str(path))
-        except Exception as e:  # the loader raises RuntimeError subclasses for a bad package
-            raise ValueError(f"{path}: not an AOTInductor package ({e})") from e
+    model = aoti_package(path)
 
     def run(images: Tensor) -> Outputs:
         parts = []
