@@ -72,3 +72,19 @@ def fill_detector(
         if k.endswith("cls_score.weight"):
             out[k] = out[k] * cls_gain
     return out
+
+
+def fill_dense_detector(
+    keys_and_shapes: list[tuple[str, tuple[int, ...]]], num_anchors: int, num_classes: int
+) -> dict[str, torch.Tensor]:
+    """``fill_with_counters`` for a torchvision one-stage detector (RetinaNet, FCOS) whose
+    class layer has ``num_classes`` columns per anchor including the unused background
+    column 0: that column's bias is set to -1000, so it never scores (as in a trained model,
+    where no box ever has label 0) and visdet's converter, which drops it, sees the same
+    detections."""
+    out = fill_with_counters(keys_and_shapes)
+    key = "head.classification_head.cls_logits.bias"
+    bias = out[key].clone().view(num_anchors, num_classes)
+    bias[:, 0] = -1000.0
+    out[key] = bias.flatten()
+    return out

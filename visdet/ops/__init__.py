@@ -5,7 +5,7 @@ Depends on torch only. Names, arguments and results mirror torchvision.ops.
 """
 
 from visdet.ops.anchors import AnchorGenerator, cell_anchors
-from visdet.ops.box_coder import BBOX_XFORM_CLIP, BoxCoder
+from visdet.ops.box_coder import BBOX_XFORM_CLIP, BoxCoder, BoxLinearCoder
 from visdet.ops.boxes import (
     box_area,
     box_convert,
@@ -32,6 +32,7 @@ __all__ = [
     "AnchorGenerator",
     "BalancedPositiveNegativeSampler",
     "BoxCoder",
+    "BoxLinearCoder",
     "Matcher",
     "batched_nms",
     "box_area",

@@ -84,3 +84,45 @@ class BoxCoder:
         half_h = 0.5 * torch.exp(dh) * rh
         out = torch.stack((cx - half_w, cy - half_h, cx + half_w, cy + half_h), dim=2)
         return out.reshape(deltas.shape[0], deltas.shape[1])  # also for no boxes
+
+
+class BoxLinearCoder:
+    """Boxes as distances from a reference box's centre to their four sides (FCOS).
+
+    ``(l, t, r, b) = (cx - x1, cy - y1, x2 - cx, y2 - cy)`` of the reference's centre
+    (cx, cy), divided by the reference's (w, h, w, h) with ``normalize_by_size``. Argument
+    order as torchvision's ``BoxLinearCoder``: ``encode(reference_boxes, proposals)`` encodes
+    ``proposals`` (the target boxes) relative to ``reference_boxes`` (the anchors), and
+    ``decode(rel_codes, boxes)`` decodes relative to ``boxes`` (the anchors). Shapes [..., 4].
+    """
+
+    def __init__(self, normalize_by_size: bool = True) -> None:
+        self.normalize_by_size = normalize_by_size
+
+    @staticmethod
+    def _centres_and_sizes(boxes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        cx = 0.5 * (boxes[..., 0] + boxes[..., 2])
+        cy = 0.5 * (boxes[..., 1] + boxes[..., 3])
+        w = boxes[..., 2] - boxes[..., 0]
+        h = boxes[..., 3] - boxes[..., 1]
+        return cx, cy, torch.stack((w, h, w, h), dim=-1)
+
+    def encode(self, reference_boxes: Tensor, proposals: Tensor) -> Tensor:
+        """proposals [..., 4] xyxy relative to reference_boxes [..., 4] -> distances [..., 4]."""
+        cx, cy, size = self._centres_and_sizes(reference_boxes)
+        targets = torch.stack(
+            (cx - proposals[..., 0], cy - proposals[..., 1],
+             proposals[..., 2] - cx, proposals[..., 3] - cy), dim=-1,
+        )  # fmt: skip
+        return targets / size if self.normalize_by_size else targets
+
+    def decode(self, rel_codes: Tensor, boxes: Tensor) -> Tensor:
+        """distances [..., 4] relative to boxes [..., 4] -> boxes [..., 4] xyxy."""
+        boxes = boxes.to(rel_codes.dtype)
+        cx, cy, size = self._centres_and_sizes(boxes)
+        if self.normalize_by_size:
+            rel_codes = rel_codes * size
+        return torch.stack(
+            (cx - rel_codes[..., 0], cy - rel_codes[..., 1],
+             cx + rel_codes[..., 2], cy + rel_codes[..., 3]), dim=-1,
+        )  # fmt: skip

@@ -4,12 +4,18 @@ from visdet.models.detectors.faster_rcnn import (
     faster_rcnn,
     faster_rcnn_resnet_fpn,
 )
+from visdet.models.detectors.retinanet import RETINANET, RetinaNet, retinanet
 from visdet.models.detectors.transform import DetectionTransform
 
+# the builder functions shadow their module names here, so that conf/model's
+# ``_target_: visdet.models.detectors.<family>`` names the function
 __all__ = [
     "FASTER_RCNN",
+    "RETINANET",
     "DetectionTransform",
     "FasterRCNN",
+    "RetinaNet",
     "faster_rcnn",
     "faster_rcnn_resnet_fpn",
+    "retinanet",
 ]

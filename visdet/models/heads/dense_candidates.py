@@ -1,6 +1,7 @@
 """Detections of a dense (one-stage) head, with torchvision's RetinaNet semantics
-(``RetinaNet.postprocess_detections``): per pyramid level, the class probabilities
-(sigmoid) above ``score_thresh``, the best ``topk`` of them (anchor and class of each), their
+(``RetinaNet.postprocess_detections``, ``FCOS.postprocess_detections``): per pyramid level,
+the class scores (RetinaNet: sigmoid of the logits; FCOS: the geometric mean with the
+centerness' sigmoid; ATSS: their product) above ``score_thresh``, the best ``topk`` of them (anchor and class of each), their
 boxes decoded from the anchors; then, over all levels, the shared dense post-processing
 (``visdet.ops.postprocess_detections``: clip, per-class NMS, the best ``max_detections``).
 No small boxes are dropped (``min_size`` 0), as torchvision.
@@ -13,17 +14,18 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from visdet.ops import BoxCoder, clip_boxes_to_image, postprocess_detections
+from visdet.ops import BoxCoder, BoxLinearCoder, clip_boxes_to_image, postprocess_detections
 
 
 def level_candidates(
-    logits: Tensor, deltas: Tensor, anchors: Tensor, coder: BoxCoder, image_size: tuple[int, int],
-    score_thresh: float, topk: int,
+    scores: Tensor, deltas: Tensor, anchors: Tensor, coder: BoxCoder | BoxLinearCoder,
+    image_size: tuple[int, int], score_thresh: float, topk: int,
 ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
-    """One level of one image: logits [A, K], deltas [A, 4], anchors [A, 4] -> the top
-    candidates' (boxes [T, 4] clipped, scores [T], labels [T] in 1..K)."""
-    num_classes = logits.shape[-1]
-    scores = torch.sigmoid(logits).flatten()
+    """One level of one image: class scores [A, K] in [0, 1], deltas [A, 4], anchors [A, 4]
+    -> the top candidates' (boxes [T, 4] decoded by ``coder`` and clipped, scores [T],
+    labels [T] in 1..K)."""
+    num_classes = scores.shape[-1]
+    scores = scores.flatten()
     passed = torch.where(scores > score_thresh)[0]
     scores, order = scores[passed].topk(min(topk, passed.numel()))
     idxs = passed[order]
@@ -34,15 +36,15 @@ def level_candidates(
 
 
 def dense_detections(
-    logits: Sequence[Tensor], deltas: Sequence[Tensor], anchors: Sequence[Tensor],
-    image_size: tuple[int, int], coder: BoxCoder, score_thresh: float = 0.05,
+    scores: Sequence[Tensor], deltas: Sequence[Tensor], anchors: Sequence[Tensor],
+    image_size: tuple[int, int], coder: BoxCoder | BoxLinearCoder, score_thresh: float = 0.05,
     topk: int = 1000, nms_thresh: float = 0.5, max_detections: int = 300,
 ) -> dict[str, Tensor]:  # fmt: skip
-    """One image: per-level logits [A_l, K], deltas [A_l, 4], anchors [A_l, 4] ->
+    """One image: per-level class scores [A_l, K], deltas [A_l, 4], anchors [A_l, 4] ->
     ``{"boxes", "scores", "labels"}`` by decreasing score."""
     parts = [
-        level_candidates(lg, dl, a, coder, image_size, score_thresh, topk)
-        for lg, dl, a in zip(logits, deltas, anchors, strict=True)
+        level_candidates(sc, dl, a, coder, image_size, score_thresh, topk)
+        for sc, dl, a in zip(scores, deltas, anchors, strict=True)
     ]
     boxes, scores, labels = (torch.cat(p) for p in zip(*parts, strict=True))
     return postprocess_detections(

@@ -92,14 +92,22 @@ def faster_rcnn_from_torchvision(state_dict: dict[str, Tensor]) -> dict[str, Ten
     return out
 
 
-def _rename(key: str, fpn_norm: bool, n_convs: int) -> str | None:
-    if m := _RPN_CONV.match(key):
-        return f"rpn.head.conv.{2 * int(m.group(1) or 0)}.{m.group(2)}"
+def rename_fpn(key: str, fpn_norm: bool) -> str | None:
+    """visdet's name of a torchvision ``backbone.fpn.{inner,layer}_blocks`` key (with or
+    without FPN norms), or None for any other key."""
     if fpn_norm:
         if m := _FPN_V2.match(key):
             return f"neck.{m.group(1)}.{m.group(2)}.{m.group(3)}"
     elif m := _FPN_V1.match(key):
         return f"neck.{m.group(1)}.{m.group(2)}.{m.group(3)}"
+    return None
+
+
+def _rename(key: str, fpn_norm: bool, n_convs: int) -> str | None:
+    if m := _RPN_CONV.match(key):
+        return f"rpn.head.conv.{2 * int(m.group(1) or 0)}.{m.group(2)}"
+    if (name := rename_fpn(key, fpn_norm)) is not None:
+        return name
     if m := _BOX_CONV.match(key):
         return f"roi_heads.box_head.convs.{m.group(1)}.{m.group(2)}"
     if (m := _BOX_FC.match(key)) and n_convs > 0:
