@@ -29,6 +29,8 @@ CASES = {
                                                "loss_box": "bbox_regression"}),
     "retinanet_r50_v2": ("retinanet_r50_fpn_v2", {"loss_cls": "classification",
                                                   "loss_box": "bbox_regression"}),
+    "fcos_r50": ("fcos_r50_fpn", {"loss_cls": "classification", "loss_box": "bbox_regression",
+                                  "loss_ctr": "bbox_ctrness"}),
 }  # fmt: skip
 
 

@@ -4,6 +4,7 @@ from visdet.models.detectors.faster_rcnn import (
     faster_rcnn,
     faster_rcnn_resnet_fpn,
 )
+from visdet.models.detectors.fcos import FCOS, FCOS_FAMILY, fcos
 from visdet.models.detectors.retinanet import RETINANET, RetinaNet, retinanet
 from visdet.models.detectors.transform import DetectionTransform
 
@@ -11,11 +12,14 @@ from visdet.models.detectors.transform import DetectionTransform
 # ``_target_: visdet.models.detectors.<family>`` names the function
 __all__ = [
     "FASTER_RCNN",
+    "FCOS",
+    "FCOS_FAMILY",
     "RETINANET",
     "DetectionTransform",
     "FasterRCNN",
     "RetinaNet",
     "faster_rcnn",
+    "fcos",
     "faster_rcnn_resnet_fpn",
     "retinanet",
 ]

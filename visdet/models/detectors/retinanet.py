@@ -145,7 +145,7 @@ RETINANET = DetectorFamily(
             "torchvision",
             "torchvision",
             "a torchvision retinanet_resnet50_fpn(_v2) state dict (backbone.body.*, head.*)",
-            lambda state: is_torchvision_dense(state, "bbox_reg."),
+            lambda state: is_torchvision_dense(state, "retinanet"),
             retinanet_from_torchvision,
         ),
     ),
