@@ -39,7 +39,6 @@ from torch import Tensor
 
 from visdet.bench.measure import time_ms
 from visdet.export.detector_graph import (
-    HEAD_NAMES,
     MIN_SIDE,
     OUTPUT_NAMES,
     BatchOfOneGraph,
@@ -284,7 +283,7 @@ def export_format(fmt, graph, heads, example, cases, references, staging, eager,
     run_heads = _heads_runner(heads_path, fmt)
     # every size: a validation image and the flat one
     images = [im for _, batch in cases if len(batch) == len(cases[-1][1]) for im in batch[-2:]]
-    result.layers.append(compare_heads(run_heads, heads, images, HEAD_NAMES, settings.rtol,
+    result.layers.append(compare_heads(run_heads, heads, images, heads.names, settings.rtol,
                                        settings.atol))  # fmt: skip
     detection_cases = [
         (case_name, batch, reference, run(batch))

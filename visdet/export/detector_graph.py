@@ -61,7 +61,6 @@ class DetectorGraph(nn.Module):
 
 
 OUTPUT_NAMES = ("boxes", "scores", "labels", "num_detections")
-HEAD_NAMES = ("rpn_objectness", "rpn_deltas", "class_logits", "box_deltas")
 
 
 class OneImageGraph(nn.Module):
@@ -92,21 +91,23 @@ class BatchOfOneGraph(nn.Module):
 
 class HeadGraph(nn.Module):
     """The detector's raw head outputs (``head_outputs``, fixed-shape for a given image size)
-    for images [1, 3, H, W], as a tuple in ``HEAD_NAMES`` order: what the export's parity
-    check compares before any post-processing (layer a)."""
+    for images [1, 3, H, W], as a tuple in the order of the detector's ``HEAD_OUTPUTS``
+    (``names``): what the export's parity check compares before any post-processing
+    (layer a)."""
 
     def __init__(self, detector: nn.Module) -> None:
         super().__init__()
-        if not hasattr(detector, "head_outputs"):
+        if not hasattr(detector, "head_outputs") or not hasattr(detector, "HEAD_OUTPUTS"):
             raise ValueError(
-                f"{type(detector).__name__} has no head_outputs(): its raw head outputs cannot "
-                "be checked"
+                f"{type(detector).__name__} has no head_outputs() / HEAD_OUTPUTS: its raw head "
+                "outputs cannot be checked"
             )
         self.detector = detector.eval()
+        self.names = tuple(detector.HEAD_OUTPUTS)
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         outputs = self.detector.head_outputs(images)
-        return tuple(outputs[name] for name in HEAD_NAMES)
+        return tuple(outputs[name] for name in self.names)
 
 
 def check_bounds(name: str, bounds: tuple[int, int], minimum: int) -> tuple[int, int]:
@@ -166,7 +167,7 @@ def export_heads_onnx(
 ) -> None:
     """Write ``heads`` (input ``images`` [1, 3, H, W]) to the ONNX file ``path``."""
     h, w = _size_dims(size)
-    model = _onnx_model(heads, example, "images", HEAD_NAMES, {2: h, 3: w})
+    model = _onnx_model(heads, example, "images", heads.names, {2: h, 3: w})
     write_bytes_atomic(path, model.SerializeToString())
 
 

@@ -10,11 +10,12 @@ from torch import nn
 
 from visdet.models.backbones import resnet
 from visdet.models.detectors.family import DetectorFamily
+from visdet.models.detectors.atss import ATSS_FAMILY
 from visdet.models.detectors.faster_rcnn import FASTER_RCNN
 from visdet.models.detectors.fcos import FCOS_FAMILY
 from visdet.models.detectors.retinanet import RETINANET
 
-DETECTOR_FAMILIES: tuple[DetectorFamily, ...] = (FASTER_RCNN, RETINANET, FCOS_FAMILY)
+DETECTOR_FAMILIES: tuple[DetectorFamily, ...] = (FASTER_RCNN, RETINANET, FCOS_FAMILY, ATSS_FAMILY)
 
 # "name" -> a backbone built with its defaults, measured by ``visdet bench`` (backbone/<name>)
 BENCH_BACKBONES = {**resnet.BENCH_VARIANTS}

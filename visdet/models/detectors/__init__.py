@@ -1,3 +1,4 @@
+from visdet.models.detectors.atss import ATSS, ATSS_FAMILY, atss
 from visdet.models.detectors.faster_rcnn import (
     FASTER_RCNN,
     FasterRCNN,
@@ -11,6 +12,8 @@ from visdet.models.detectors.transform import DetectionTransform
 # the builder functions shadow their module names here, so that conf/model's
 # ``_target_: visdet.models.detectors.<family>`` names the function
 __all__ = [
+    "ATSS",
+    "ATSS_FAMILY",
     "FASTER_RCNN",
     "FCOS",
     "FCOS_FAMILY",
@@ -18,6 +21,7 @@ __all__ = [
     "DetectionTransform",
     "FasterRCNN",
     "RetinaNet",
+    "atss",
     "faster_rcnn",
     "fcos",
     "faster_rcnn_resnet_fpn",

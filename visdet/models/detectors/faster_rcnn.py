@@ -53,6 +53,9 @@ class FasterRCNN(nn.Module):
         transform: normalisation, resizing and padding (default: 800/1333).
     """
 
+    # the keys of head_outputs(), in order (the export's head graph outputs)
+    HEAD_OUTPUTS = ("rpn_objectness", "rpn_deltas", "class_logits", "box_deltas")
+
     def __init__(
         self,
         backbone: Backbone | None = None,

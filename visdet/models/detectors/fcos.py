@@ -45,6 +45,8 @@ class FCOS(DenseDetector):
     focal_alpha, focal_gamma.
     """
 
+    HEAD_OUTPUTS = ("cls_logits", "bbox_regression", "bbox_ctrness")
+
     def __init__(self, backbone: Backbone, neck: nn.Module, head: FCOSHead,
                  anchor_generator: AnchorGenerator, transform: DetectionTransform,
                  levels: Sequence[str] = DENSE_LEVELS, center_sampling_radius: float = 1.5,

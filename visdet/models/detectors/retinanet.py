@@ -53,6 +53,8 @@ class RetinaNet(DenseDetector):
         focal_alpha, focal_gamma: the focal loss' settings.
     """
 
+    HEAD_OUTPUTS = ("cls_logits", "bbox_regression")
+
     def __init__(self, backbone: Backbone, neck: nn.Module, head: RetinaNetHead,
                  anchor_generator: AnchorGenerator, transform: DetectionTransform,
                  levels: Sequence[str] = DENSE_LEVELS, fg_iou_thresh: float = 0.5,

@@ -22,7 +22,9 @@ from torch import Tensor, nn
 NORMS = ("none", "group")
 
 
-def _tower(channels: int, num_convs: int, norm: str) -> nn.Sequential:
+def conv_tower(channels: int, num_convs: int, norm: str) -> nn.Sequential:
+    """``num_convs`` x (3x3 conv [+ GroupNorm(32), the conv then without bias] + ReLU),
+    weights N(0, 0.01): the dense heads' towers (RetinaNet, ATSS)."""
     layers = []
     for _ in range(num_convs):
         conv = nn.Conv2d(channels, channels, 3, padding=1, bias=norm == "none")
@@ -54,7 +56,7 @@ class RetinaNetClassificationHead(nn.Module):
         super().__init__()
         if not 0 < prior_probability < 1:
             raise ValueError(f"prior_probability must be in (0, 1), got {prior_probability}")
-        self.conv = _tower(in_channels, num_convs, norm)
+        self.conv = conv_tower(in_channels, num_convs, norm)
         self.cls_logits = nn.Conv2d(in_channels, num_anchors * num_classes, 3, padding=1)
         nn.init.normal_(self.cls_logits.weight, std=0.01)
         nn.init.constant_(
@@ -71,7 +73,7 @@ class RetinaNetRegressionHead(nn.Module):
     def __init__(self, in_channels: int, num_anchors: int, num_convs: int = 4,
                  norm: str = "none") -> None:  # fmt: skip
         super().__init__()
-        self.conv = _tower(in_channels, num_convs, norm)
+        self.conv = conv_tower(in_channels, num_convs, norm)
         self.bbox_reg = nn.Conv2d(in_channels, num_anchors * 4, 3, padding=1)
         nn.init.normal_(self.bbox_reg.weight, std=0.01)
         nn.init.zeros_(self.bbox_reg.bias)

@@ -1,0 +1,70 @@
+"""The one-stage families (RetinaNet, FCOS, ATSS) as one graph with fixed-size outputs, in
+torch.export (dynamic batch and size) and ONNX, against the eager detector; their head graph
+(the export's parity layer a) holds the family's head outputs."""
+
+import pytest
+import torch
+
+from visdet.config.presets import build_detector
+from visdet.export.detector_graph import DetectorGraph, HeadGraph, export_program
+
+# small (GroupNorm(32) needs 2+ channels per group at P7 1x1) and untrained; a low threshold so that the random weights give detections
+SETTINGS = ["neck.out_channels=64", "model.detector.score_thresh=0.005"]
+PRESETS = ["retinanet_r18_fpn", "fcos_r18_fpn", "atss_r18_fpn"]
+
+
+@pytest.fixture(scope="module", params=PRESETS)
+def detector(request):
+    torch.manual_seed(0)
+    return build_detector(request.param, 4, SETTINGS).eval()
+
+
+def check_padded(out, found, k):
+    boxes, scores, labels, count = out
+    n = min(len(found["scores"]), k)
+    assert int(count) == n
+    torch.testing.assert_close(boxes[:n], found["boxes"][:n], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(scores[:n], found["scores"][:n], atol=1e-5, rtol=1e-4)
+    assert torch.equal(labels[:n], found["labels"][:n])
+    assert not boxes[n:].any() and not scores[n:].any() and not labels[n:].any()
+
+
+def test_graph_outputs_are_the_eager_detections_padded(detector):
+    torch.manual_seed(1)
+    images = torch.rand(2, 3, 96, 128)
+    with torch.no_grad():
+        out = DetectorGraph(detector, max_det=30)(images)
+        found = detector(list(images))
+    assert all(len(f["scores"]) > 0 for f in found)
+    for i, f in enumerate(found):
+        check_padded(tuple(t[i] for t in out), f, 30)
+
+
+def test_head_graph_holds_the_family_head_outputs(detector):
+    heads = HeadGraph(detector)
+    with torch.no_grad():
+        outs = heads(torch.rand(1, 3, 96, 96))
+    assert heads.names == type(detector).HEAD_OUTPUTS and len(outs) == len(heads.names)
+    anchors = outs[0].shape[1]
+    assert outs[1].shape == (1, anchors, 4)
+
+
+@pytest.mark.slow
+def test_exported_program_and_onnx_equal_eager(detector, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from visdet.export.detector_graph import export_onnx
+
+    graph = DetectorGraph(detector, max_det=20)
+    program = export_program(graph, torch.rand(2, 3, 150, 190), batch=(1, 4), size=(96, 512))
+    path = tmp_path / "detector.onnx"
+    export_onnx(graph, torch.rand(3, 150, 190), str(path), size=(96, 512), batched=False)
+    session = ort.InferenceSession(str(path))
+    torch.manual_seed(2)
+    images = torch.rand(3, 3, 100, 131)
+    with torch.no_grad():
+        found = detector(list(images))
+    out = program.module()(images)
+    for i, f in enumerate(found):
+        check_padded(tuple(t[i] for t in out), f, 20)
+        onnx_out = [torch.from_numpy(a) for a in session.run(None, {"image": images[i].numpy()})]
+        check_padded(onnx_out, f, 20)
