@@ -8,7 +8,8 @@ import torch
 from visdet.config.presets import build_detector
 from visdet.export.detector_graph import DetectorGraph, HeadGraph, export_program
 
-# small (GroupNorm(32) needs 2+ channels per group at P7 1x1) and untrained; a low threshold so that the random weights give detections
+# small (GroupNorm(32) needs 2+ channels per group at P7 1x1) and untrained; a low
+# threshold so that the random weights give detections
 SETTINGS = ["neck.out_channels=64", "model.detector.score_thresh=0.005"]
 PRESETS = ["retinanet_r18_fpn", "fcos_r18_fpn", "atss_r18_fpn"]
 

@@ -41,6 +41,16 @@ def brute_force_assign(anchors, counts, gts, topk):
     return match
 
 
+EMPTY = {
+    "boxes": torch.zeros(0, 4, dtype=torch.float64),
+    "labels": torch.zeros(0, dtype=torch.int64),
+}
+
+
+def _log_sigmoid(z: float) -> float:
+    return math.log(1 / (1 + math.exp(-z)))
+
+
 def _anchors(image=128):
     generator = AnchorGenerator([(32,), (64,), (128,)], [(1.0,)] * 3, round_anchors=False)
     per_level = generator((image, image), [(16, 16), (8, 8), (4, 4)], torch.float64)
@@ -80,7 +90,7 @@ def test_losses_equal_their_formulas():
     targets = [
         {"boxes": torch.tensor([[10.0, 12, 60, 70], [70, 20, 120, 90]], dtype=torch.float64),
          "labels": torch.tensor([1, 3])},
-        {"boxes": torch.zeros(0, 4, dtype=torch.float64), "labels": torch.zeros(0, dtype=torch.int64)},
+        EMPTY,
     ]  # fmt: skip
     matched = [atss_assign(anchors, counts, t["boxes"]) for t in targets]
     coder = BoxCoder((10.0, 10.0, 5.0, 5.0))
@@ -108,18 +118,21 @@ def test_losses_equal_their_formulas():
         weighted += (1 - giou) * c
         weights += c
         z = outputs["bbox_ctrness"][0, i, 0].item()
-        bce += -(c * math.log(1 / (1 + math.exp(-z))) + (1 - c) * math.log(1 - 1 / (1 + math.exp(-z))))
+        bce += -(c * _log_sigmoid(z) + (1 - c) * _log_sigmoid(-z))
     assert got["classification"].item() == pytest.approx(expected_cls.item(), rel=1e-12)
-    assert got["bbox_regression"].item() == pytest.approx(2 * weighted / max(1.0, weights), rel=1e-6)
+    expected_box = 2 * weighted / max(1.0, weights)
+    assert got["bbox_regression"].item() == pytest.approx(expected_box, rel=1e-6)
     assert got["bbox_ctrness"].item() == pytest.approx(bce / len(fg), rel=1e-9)
 
 
 def test_no_positives_gives_zero_box_losses_with_gradients():
     anchors, counts = _anchors()
     n = anchors.shape[0]
-    outputs = {k: torch.randn(1, n, c, dtype=torch.float64, requires_grad=True)
-               for k, c in (("cls_logits", 2), ("bbox_regression", 4), ("bbox_ctrness", 1))}  # fmt: skip
-    empty = [{"boxes": torch.zeros(0, 4, dtype=torch.float64), "labels": torch.zeros(0, dtype=torch.int64)}]
+    widths = {"cls_logits": 2, "bbox_regression": 4, "bbox_ctrness": 1}
+    outputs = {
+        k: torch.randn(1, n, c, dtype=torch.float64, requires_grad=True) for k, c in widths.items()
+    }
+    empty = [EMPTY]
     matched = [atss_assign(anchors, counts, empty[0]["boxes"])]
     losses = atss_losses(outputs, anchors, empty, matched, BoxCoder((10.0, 10.0, 5.0, 5.0)))
     assert losses["bbox_regression"].item() == 0 and losses["bbox_ctrness"].item() == 0
@@ -131,7 +144,8 @@ def test_centerness_of_a_centred_anchor_is_one():
     anchors = torch.tensor([[0.0, 0, 10, 10], [0, 0, 4, 4]])
     boxes = torch.tensor([[0.0, 0, 10, 10], [0, 0, 8, 8]])
     c = centerness_targets(anchors, boxes)
-    assert c[0].item() == pytest.approx(1.0) and c[1].item() == pytest.approx(math.sqrt(1 / 3 * 1 / 3))
+    assert c[0].item() == pytest.approx(1.0)
+    assert c[1].item() == pytest.approx(math.sqrt(1 / 3 * 1 / 3))
 
 
 def test_head_shapes_and_per_level_scales():

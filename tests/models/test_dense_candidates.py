@@ -20,7 +20,8 @@ def test_detections_equal_torchvisions():
     s = REFS["settings"]
     for i, expected in enumerate(REFS["detections"]):
         got = dense_detections(
-            [torch.sigmoid(lg[i]) for lg in REFS["cls_logits"]], [d[i] for d in REFS["bbox_regression"]],
+            [torch.sigmoid(lg[i]) for lg in REFS["cls_logits"]],
+            [d[i] for d in REFS["bbox_regression"]],
             REFS["anchors"], REFS["size"], BoxCoder((1.0, 1.0, 1.0, 1.0)), s["score_thresh"],
             s["topk_candidates"], s["nms_thresh"], s["detections_per_img"],
         )  # fmt: skip
@@ -36,8 +37,8 @@ def test_level_candidates_brute_force():
     logits = torch.randn(6, 3, generator=g, dtype=torch.float64)
     deltas = torch.zeros(6, 4, dtype=torch.float64)
     anchors = torch.arange(6, dtype=torch.float64)[:, None] * 10 + torch.tensor([0, 0, 5, 5.0])
-    boxes, scores, labels = level_candidates(torch.sigmoid(logits), deltas, anchors, BoxCoder(), (100, 100),
-                                             0.3, 4)  # fmt: skip
+    boxes, scores, labels = level_candidates(torch.sigmoid(logits), deltas, anchors, BoxCoder(),
+                                             (100, 100), 0.3, 4)  # fmt: skip
     flat = [(torch.sigmoid(logits[a, k]).item(), a, k) for a in range(6) for k in range(3)]
     best = sorted([f for f in flat if f[0] > 0.3], reverse=True)[:4]
     assert scores.tolist() == [b[0] for b in best]

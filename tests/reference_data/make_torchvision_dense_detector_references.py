@@ -45,7 +45,9 @@ def targets() -> list[dict[str, torch.Tensor]]:
     f64 = torch.float64
     return [
         {
-            "boxes": torch.tensor([[10, 20, 60, 90], [80, 30, 150, 110], [5, 5, 40, 30]], dtype=f64),
+            "boxes": torch.tensor(
+                [[10, 20, 60, 90], [80, 30, 150, 110], [5, 5, 40, 30]], dtype=f64
+            ),
             "labels": torch.tensor([1, 17, 90]),
         },
         {"boxes": torch.tensor([[8, 10, 50, 70]], dtype=f64), "labels": torch.tensor([3])},

@@ -9,8 +9,8 @@ from __future__ import annotations
 from torch import nn
 
 from visdet.models.backbones import resnet
-from visdet.models.detectors.family import DetectorFamily
 from visdet.models.detectors.atss import ATSS_FAMILY
+from visdet.models.detectors.family import DetectorFamily
 from visdet.models.detectors.faster_rcnn import FASTER_RCNN
 from visdet.models.detectors.fcos import FCOS_FAMILY
 from visdet.models.detectors.retinanet import RETINANET

@@ -119,9 +119,17 @@ class DenseDetector(nn.Module):
             scores = self.level_scores({k: v[i] for k, v in outputs.items()}).split(counts)
             deltas = outputs["bbox_regression"][i].split(counts)
             detections.append(
-                dense_detections(scores, deltas, per_level, size, self.box_coder,
-                                 self.score_thresh, self.topk_candidates, self.nms_thresh,
-                                 self.detections_per_img)  # fmt: skip
+                dense_detections(
+                    scores,
+                    deltas,
+                    per_level,
+                    size,
+                    self.box_coder,
+                    self.score_thresh,
+                    self.topk_candidates,
+                    self.nms_thresh,
+                    self.detections_per_img,
+                )  # fmt: skip
             )
         return self.transform.postprocess(detections, batch.image_sizes, original_sizes)
 

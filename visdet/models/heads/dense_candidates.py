@@ -1,8 +1,9 @@
 """Detections of a dense (one-stage) head, with torchvision's RetinaNet semantics
 (``RetinaNet.postprocess_detections``, ``FCOS.postprocess_detections``): per pyramid level,
 the class scores (RetinaNet: sigmoid of the logits; FCOS: the geometric mean with the
-centerness' sigmoid; ATSS: their product) above ``score_thresh``, the best ``topk`` of them (anchor and class of each), their
-boxes decoded from the anchors; then, over all levels, the shared dense post-processing
+centerness' sigmoid; ATSS: their product) above ``score_thresh``, the best ``topk`` of them
+(anchor and class of each), their boxes decoded from the anchors; then, over all levels, the
+shared dense post-processing
 (``visdet.ops.postprocess_detections``: clip, per-class NMS, the best ``max_detections``).
 No small boxes are dropped (``min_size`` 0), as torchvision.
 """

@@ -46,7 +46,7 @@ def match_points(
     lower = sizes * 4
     lower[: anchors_per_level[0]] = 0
     upper = sizes * 8
-    upper[-anchors_per_level[-1]:] = float("inf")
+    upper[-anchors_per_level[-1] :] = float("inf")
     largest = distances.max(dim=2).values
     match &= (largest > lower[:, None]) & (largest < upper[:, None])
     areas = (gt_boxes[:, 2] - gt_boxes[:, 0]) * (gt_boxes[:, 3] - gt_boxes[:, 1])

@@ -58,7 +58,7 @@ def _convert(state_dict: dict[str, Tensor], family: str) -> dict[str, Tensor]:
     unknown = []
     for key, value in state_dict.items():
         if key.startswith("backbone.body."):
-            out["backbone." + key[len("backbone.body."):]] = value
+            out["backbone." + key[len("backbone.body.") :]] = value
         elif (name := rename_fpn(key, fpn_norm=False)) is not None:
             out[name] = value
         elif m := _EXTRA.match(key):
