@@ -30,6 +30,7 @@ from visdet.models.heads.retinanet_head import RetinaNetHead
 from visdet.models.heads.retinanet_loss import BOX_LOSSES, match_anchors, retinanet_losses
 from visdet.models.necks.build import neck_for
 from visdet.models.necks.fpn import FPN
+from visdet.models.weights.convert.mmdet_retinanet import is_mmdet_retinanet, retinanet_from_mmdet
 from visdet.models.weights.convert.torchvision_dense import (
     is_torchvision_dense,
     retinanet_from_torchvision,
@@ -37,10 +38,11 @@ from visdet.models.weights.convert.torchvision_dense import (
 from visdet.ops import AnchorGenerator, BoxCoder, Matcher
 
 
-def octave_sizes(base: float, scales: int = 3) -> tuple[float, ...]:
-    """torchvision's anchor sizes of one level: ``int(base * 2 ** (i / scales))`` (32 -> 32,
-    40, 50)."""
-    return tuple(float(int(base * 2 ** (i / scales))) for i in range(scales))
+def octave_sizes(base: float, scales: int = 3, truncate: bool = True) -> tuple[float, ...]:
+    """One level's anchor sizes ``base * 2 ** (i / scales)``: truncated to integers as
+    torchvision (32 -> 32, 40, 50) or not as MMDetection (32 -> 32, 40.3, 50.8)."""
+    sizes = [base * 2 ** (i / scales) for i in range(scales)]
+    return tuple(float(int(s)) if truncate else s for s in sizes)
 
 
 class RetinaNet(DenseDetector):
@@ -94,6 +96,8 @@ def retinanet(
     anchor_base_sizes: Sequence[float] = (32, 64, 128, 256, 512),
     scales_per_octave: int = 3,
     aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
+    anchor_round: bool = True,
+    anchor_strides: Sequence[int] | None = None,
     head_num_convs: int = 4,
     head_norm: str = "none",
     prior_probability: float = 0.01,
@@ -110,12 +114,14 @@ def retinanet(
     """RetinaNet on ``backbone`` with ``neck`` built for it; defaults are torchvision's
     ``retinanet_resnet50_fpn`` (v1). Anchors: ``anchor_sizes`` per level, or
     ``scales_per_octave`` sizes per level from ``anchor_base_sizes`` (``octave_sizes``).
-    v2: ``head_norm="group"``, ``box_loss="giou"`` and P6 from C5 (``neck.p6p7_from=c5``)."""
+    v2: ``head_norm="group"``, ``box_loss="giou"`` and P6 from C5 (``neck.p6p7_from=c5``).
+    MMDetection's anchors: ``anchor_round=False`` (sizes and corners not rounded) and
+    ``anchor_strides=(8, 16, 32, 64, 128)``."""
     neck_module = neck_for(backbone, neck)
     check_neck_levels("retinanet", neck_module, levels)
     if anchor_sizes is None:
-        anchor_sizes = [octave_sizes(b, scales_per_octave) for b in anchor_base_sizes]
-    anchors = AnchorGenerator(anchor_sizes, aspect_ratios)
+        anchor_sizes = [octave_sizes(b, scales_per_octave, anchor_round) for b in anchor_base_sizes]
+    anchors = AnchorGenerator(anchor_sizes, aspect_ratios, anchor_round, anchor_strides)
     head = RetinaNetHead(neck_module.out_channels, anchors.num_anchors_per_location()[0],
                          num_classes, prior_probability, head_num_convs, head_norm)  # fmt: skip
     transform = DetectionTransform(min_size, max_size, size_divisible=backbone.size_divisibility)
@@ -137,7 +143,13 @@ def _bench_retinanet(num_classes: int, channels: int) -> RetinaNet:
 RETINANET = DetectorFamily(
     name="retinanet",
     detector=RetinaNet,
-    presets=("retinanet", "retinanet_r18_fpn", "retinanet_r50_fpn", "retinanet_r50_fpn_v2"),
+    presets=(
+        "retinanet",
+        "retinanet_r18_fpn",
+        "retinanet_r50_fpn",
+        "retinanet_r50_fpn_v2",
+        "retinanet_r50_fpn_mmdet",
+    ),
     head_groups=(("neck", ("neck.",)), ("head", ("head.",))),
     lora_pattern=r"neck\.|head\.(?:classification|regression)_head\.conv",
     lora_train_modules=(r"head\.classification_head\.cls_logits",),
@@ -149,6 +161,13 @@ RETINANET = DetectorFamily(
             "a torchvision retinanet_resnet50_fpn(_v2) state dict (backbone.body.*, head.*)",
             lambda state: is_torchvision_dense(state, "retinanet"),
             retinanet_from_torchvision,
+        ),
+        Converter(
+            "mmdet",
+            "MMDetection",
+            "an MMDetection RetinaNet R50-FPN checkpoint (bbox_head.retina_cls.*)",
+            is_mmdet_retinanet,
+            retinanet_from_mmdet,
         ),
     ),
     bench_components=dense_bench_components("retinanet", _bench_retinanet),

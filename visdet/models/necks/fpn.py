@@ -28,7 +28,8 @@ class FPN(nn.Module):
     Input features named ``c<k>`` give outputs ``p<k>``. Extra levels:
     ``"maxpool"`` adds P6 = max-pool(P5, kernel 1, stride 2) (Faster R-CNN);
     ``"p6p7"`` adds P6 = conv3x3/s2 and P7 = conv3x3/s2(ReLU(P6)) (RetinaNet), computed from
-    P5 or, with ``p6p7_from="c5"``, from the last input feature.
+    P5 or, with ``p6p7_from="c5"``, from the last input feature; ``p7_relu=False`` drops the
+    ReLU before P7 (MMDetection's FPN without ``relu_before_extra_convs``: its RetinaNet).
 
     ``norm="bn"`` makes every lateral and output conv a bias-free conv followed by
     BatchNorm2d (``inner_blocks.i.0`` conv, ``inner_blocks.i.1`` norm; torchvision's
@@ -40,6 +41,7 @@ class FPN(nn.Module):
         in_features: names of the input levels, lowest stride first.
         extra_blocks: "none", "maxpool" or "p6p7".
         p6p7_from: "p5" or "c5" (only for p6p7).
+        p7_relu: ReLU between P6 and the P7 conv (only for p6p7).
         norm: "none" (convs with bias) or "bn" (conv + BatchNorm2d).
     """
 
@@ -51,6 +53,7 @@ class FPN(nn.Module):
         extra_blocks: str = "maxpool",
         p6p7_from: str = "p5",
         norm: str = "none",
+        p7_relu: bool = True,
     ) -> None:
         super().__init__()
         if len(in_channels) != len(in_features) or not in_features:
@@ -70,6 +73,7 @@ class FPN(nn.Module):
         self.in_features = tuple(in_features)
         self.extra_blocks = extra_blocks
         self.p6p7_from = p6p7_from
+        self.p7_relu = p7_relu
         self.norm = norm
         self.inner_blocks = nn.ModuleList(_conv(c, out_channels, 1, norm) for c in in_channels)
         self.layer_blocks = nn.ModuleList(
@@ -109,5 +113,5 @@ class FPN(nn.Module):
             outs.append(F.max_pool2d(outs[-1], kernel_size=1, stride=2))
         elif self.extra_blocks == "p6p7":
             p6 = self.p6(outs[-1] if self.p6p7_from == "p5" else xs[-1])
-            outs += [p6, self.p7(F.relu(p6))]
+            outs += [p6, self.p7(F.relu(p6) if self.p7_relu else p6)]
         return OrderedDict(zip(self.out_features, outs, strict=True))

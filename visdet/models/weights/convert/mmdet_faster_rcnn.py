@@ -41,12 +41,12 @@ from torch import Tensor, nn
 from visdet.models.heads.roi_heads import TwoMLPHead
 
 _BN = r"(?:weight|bias|running_mean|running_var|num_batches_tracked)"
-_BACKBONE = re.compile(
+BACKBONE_KEY = re.compile(
     rf"^backbone\.(conv1\.weight|bn1\.{_BN}|layer\d+\.\d+\."
     rf"(?:conv\d\.weight|bn\d\.{_BN}|downsample\.0\.weight|downsample\.1\.{_BN}))$"
 )
 _RULES: list[tuple[re.Pattern[str], str]] = [
-    (_BACKBONE, r"backbone.\1"),
+    (BACKBONE_KEY, r"backbone.\1"),
     (
         re.compile(r"^neck\.lateral_convs\.([0-3])\.conv\.(weight|bias)$"),
         r"neck.inner_blocks.\1.\2",
