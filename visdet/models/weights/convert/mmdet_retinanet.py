@@ -33,7 +33,8 @@ from visdet.models.weights.convert.mmdet_faster_rcnn import BACKBONE_KEY
 
 _RULES: list[tuple[re.Pattern[str], str]] = [
     (BACKBONE_KEY, r"backbone.\1"),
-    (re.compile(r"^neck\.lateral_convs\.([0-2])\.conv\.(weight|bias)$"), r"neck.inner_blocks.\1.\2"),
+    (re.compile(r"^neck\.lateral_convs\.([0-2])\.conv\.(weight|bias)$"),
+     r"neck.inner_blocks.\1.\2"),
     (re.compile(r"^neck\.fpn_convs\.([0-2])\.conv\.(weight|bias)$"), r"neck.layer_blocks.\1.\2"),
     (re.compile(r"^neck\.fpn_convs\.3\.conv\.(weight|bias)$"), r"neck.p6.\1"),
     (re.compile(r"^neck\.fpn_convs\.4\.conv\.(weight|bias)$"), r"neck.p7.\1"),
@@ -41,7 +42,8 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
      r"head.classification_head.conv.\1.0.\2"),
     (re.compile(r"^bbox_head\.reg_convs\.(\d+)\.conv\.(weight|bias)$"),
      r"head.regression_head.conv.\1.0.\2"),
-    (re.compile(r"^bbox_head\.retina_cls\.(weight|bias)$"), r"head.classification_head.cls_logits.\1"),
+    (re.compile(r"^bbox_head\.retina_cls\.(weight|bias)$"),
+     r"head.classification_head.cls_logits.\1"),
     (re.compile(r"^bbox_head\.retina_reg\.(weight|bias)$"), r"head.regression_head.bbox_reg.\1"),
 ]  # fmt: skip
 _REQUIRED = [
