@@ -94,9 +94,9 @@ def test_help_lists_the_groups(capsys, monkeypatch):
     out = capsys.readouterr().out
     for group in (
         "data: auto, coco, shapes, voc, yolo",
-        "model: faster_rcnn, faster_rcnn_r18_fpn, faster_rcnn_r50_fpn",
+        "model: atss, atss_r18_fpn, faster_rcnn, faster_rcnn_r18_fpn, faster_rcnn_r50_fpn",
         "backbone: resnet101, resnet18, resnet34, resnet50, resnet50_bn",
-        "neck: fpn, fpn_bn",
+        "neck: fpn, fpn_bn, fpn_p6p7",
         "optim: adamw, sgd",
         "trainer: cpu, ddp, ddp_cpu, default, gpu",
     ):

@@ -4,6 +4,7 @@ torch.export (dynamic batch and size) and ONNX, against the eager detector; thei
 
 import pytest
 import torch
+from test_detector_graph import check_padded
 
 from visdet.config.presets import build_detector
 from visdet.export.detector_graph import DetectorGraph, HeadGraph, export_program
@@ -18,16 +19,6 @@ PRESETS = ["retinanet_r18_fpn", "fcos_r18_fpn", "atss_r18_fpn"]
 def detector(request):
     torch.manual_seed(0)
     return build_detector(request.param, 4, SETTINGS).eval()
-
-
-def check_padded(out, found, k):
-    boxes, scores, labels, count = out
-    n = min(len(found["scores"]), k)
-    assert int(count) == n
-    torch.testing.assert_close(boxes[:n], found["boxes"][:n], atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(scores[:n], found["scores"][:n], atol=1e-5, rtol=1e-4)
-    assert torch.equal(labels[:n], found["labels"][:n])
-    assert not boxes[n:].any() and not scores[n:].any() and not labels[n:].any()
 
 
 def test_graph_outputs_are_the_eager_detections_padded(detector):

@@ -34,7 +34,11 @@ def torchvision_file(name: str, tmp_path) -> tuple[Path, dict]:
     return path, state
 
 
-@pytest.mark.parametrize("preset", sorted(FILES))
+@pytest.mark.parametrize(
+    "preset",
+    ["retinanet_r50_fpn", *(pytest.param(p, marks=pytest.mark.slow)
+                            for p in ("retinanet_r50_fpn_v2", "fcos_r50_fpn"))],
+)  # fmt: skip
 def test_from_checkpoint_takes_a_torchvision_state_dict(preset, tmp_path):
     path, state = torchvision_file(FILES[preset], tmp_path)
     det = Detector.from_checkpoint(path, model=preset, num_classes=90)

@@ -23,6 +23,10 @@ from visdet.models.weights.pretrained import checkpoint_format, init_detector
 
 NUM_CLASSES = 3
 PRESETS = [(f, p) for f in DETECTOR_FAMILIES for p in f.presets]
+# the one-stage families' ResNet-50 presets run in make test-full; their CPU-sized siblings
+# (same code) and their torchvision equality tests run in the quick suite
+SLOW = {"retinanet", "retinanet_r50_fpn", "retinanet_r50_fpn_v2", "retinanet_r50_fpn_mmdet",
+        "fcos", "fcos_r50_fpn", "atss"}  # fmt: skip
 
 
 def images_and_targets():
@@ -38,7 +42,11 @@ def images_and_targets():
     return images, targets
 
 
-@pytest.fixture(scope="module", params=PRESETS, ids=[p for _, p in PRESETS])
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param(fp, marks=pytest.mark.slow) if fp[1] in SLOW else fp for fp in PRESETS],
+    ids=[p for _, p in PRESETS],
+)
 def preset(request):
     family, name = request.param
     torch.manual_seed(0)

@@ -104,8 +104,6 @@ class DenseDetector(nn.Module):
     ):
         images = as_image_list(images)
         if self.training:
-            if targets is None:
-                raise ValueError("targets are required in training mode (one dict per image)")
             check_targets(targets, len(images), self.num_classes)
         original_sizes = [(i.shape[-2], i.shape[-1]) for i in images]
         batch, targets, features = self._features(images, targets if self.training else None)

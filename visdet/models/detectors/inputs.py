@@ -34,9 +34,13 @@ def as_image_list(images: Tensor | list[Tensor]) -> list[Tensor]:
     return list(images)
 
 
-def check_targets(targets: list[dict[str, Tensor]], num_images: int, num_classes: int) -> None:
-    """Targets: one dict per image with ``boxes`` float [N, 4] xyxy (x2 > x1, y2 > y1) and
-    ``labels`` int64 [N] in 1..num_classes."""
+def check_targets(
+    targets: list[dict[str, Tensor]] | None, num_images: int, num_classes: int
+) -> None:
+    """Targets (required: a detector in training mode): one dict per image with ``boxes``
+    float [N, 4] xyxy (x2 > x1, y2 > y1) and ``labels`` int64 [N] in 1..num_classes."""
+    if targets is None:
+        raise ValueError("targets are required in training mode (one dict per image)")
     if not isinstance(targets, (list, tuple)):
         raise TypeError(f"targets must be a list of dicts, got {type(targets).__name__}")
     if len(targets) != num_images:

@@ -105,15 +105,7 @@ def faster_rcnn_from_mmdet(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
             f"{len(missing)} keys of an MMDetection Faster R-CNN ResNet-FPN are missing from the "
             f"state dict, first: {missing[:5]}"
         )
-    out: dict[str, Tensor] = {}
-    unknown: list[str] = []
-    for key, value in state_dict.items():
-        for pattern, repl in _RULES:
-            if pattern.match(key):
-                out[pattern.sub(repl, key)] = value
-                break
-        else:
-            unknown.append(key)
+    out, unknown = rename_by_rules(state_dict, _RULES)
     if unknown:
         raise ValueError(
             f"{len(unknown)} keys of the MMDetection state dict have no visdet counterpart "
@@ -139,6 +131,23 @@ def faster_rcnn_from_mmdet(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     )
     out["roi_heads.box_predictor.bbox_pred.bias"] = torch.cat([reg_b.new_zeros(4), reg_b])
     return out
+
+
+def rename_by_rules(
+    state_dict: dict[str, Tensor], rules: list[tuple[re.Pattern[str], str]]
+) -> tuple[dict[str, Tensor], list[str]]:
+    """(the entries renamed by the first matching ``(pattern, replacement)``, the keys no rule
+    matches)."""
+    out: dict[str, Tensor] = {}
+    unknown: list[str] = []
+    for key, value in state_dict.items():
+        for pattern, repl in rules:
+            if pattern.match(key):
+                out[pattern.sub(repl, key)] = value
+                break
+        else:
+            unknown.append(key)
+    return out, unknown
 
 
 def _background_first(t: Tensor) -> Tensor:

@@ -29,7 +29,7 @@ import re
 
 from torch import Tensor
 
-from visdet.models.weights.convert.mmdet_faster_rcnn import BACKBONE_KEY
+from visdet.models.weights.convert.mmdet_faster_rcnn import BACKBONE_KEY, rename_by_rules
 
 _RULES: list[tuple[re.Pattern[str], str]] = [
     (BACKBONE_KEY, r"backbone.\1"),
@@ -71,15 +71,7 @@ def retinanet_from_mmdet(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
             f"{len(missing)} keys of an MMDetection RetinaNet ResNet-FPN are missing from the "
             f"state dict, first: {missing[:5]}"
         )
-    out: dict[str, Tensor] = {}
-    unknown: list[str] = []
-    for key, value in state_dict.items():
-        for pattern, repl in _RULES:
-            if pattern.match(key):
-                out[pattern.sub(repl, key)] = value
-                break
-        else:
-            unknown.append(key)
+    out, unknown = rename_by_rules(state_dict, _RULES)
     if unknown:
         raise ValueError(
             f"{len(unknown)} keys of the MMDetection state dict have no visdet counterpart "
