@@ -171,7 +171,9 @@ def export_detector(ckpt: str | os.PathLike, output_dir: str | os.PathLike,
     with torch.no_grad():  # the eager side of layer (b), the same for every format
         references = [trim(graph(batch)) for _, batch in cases]
     eager_latency = latencies(graph, cases)
-    example = cases[0][1][:1]
+    # the largest case traces the graph: a coarsest feature map of 1 pixel (P7 of a 128 px
+    # image) would be specialised to a constant by torch.export
+    example = max(cases, key=lambda c: min(c[1].shape[-2:]))[1][:1]
     staging = Path(tempfile.mkdtemp(prefix=f".{settings.name}-export-", dir=output_dir))
     results: list[FormatResult] = []
     try:
