@@ -14,14 +14,12 @@ Scores are ``sigmoid(class) * sigmoid(centerness)``, thresholded and ranked as t
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import partial
 
 import torch
 from torch import Tensor, nn
 
 from visdet.models.backbones.base import Backbone
-from visdet.models.backbones.resnet import ResNet
-from visdet.models.detectors.dense_bench import dense_bench_components
+from visdet.models.detectors.dense_bench import bench_backbone_and_neck, dense_bench_components
 from visdet.models.detectors.dense_detector import (
     DENSE_LEVELS,
     DenseDetector,
@@ -113,9 +111,7 @@ def atss(
 
 def _bench_atss(num_classes: int, channels: int) -> ATSS:
     """The benchmark's ATSS: ResNet-18, FPN P3-P7 of ``channels``, anchors 4 x stride."""
-    neck = partial(FPN, in_features=("c3", "c4", "c5"), out_channels=channels,
-                   extra_blocks="p6p7")  # fmt: skip
-    return atss(num_classes, ResNet(18, norm="bn"), neck, min_size=None,
+    return atss(num_classes, *bench_backbone_and_neck(channels), min_size=None,
                 anchor_sizes=(32, 64, 128, 256, 512))  # fmt: skip
 
 

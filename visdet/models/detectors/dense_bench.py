@@ -6,6 +6,7 @@ per image (``loss/<family>``). Registered through the family records."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +34,16 @@ def _targets(batch_size: int, image_size: int, device: str) -> list[dict[str, Te
         labels = torch.randint(1, NUM_CLASSES + 1, (BOXES_PER_IMAGE,), generator=g)
         out.append({"boxes": torch.cat([xy, xy + wh], 1).to(device), "labels": labels.to(device)})
     return out
+
+
+def bench_backbone_and_neck(channels: int) -> tuple[nn.Module, Callable[..., nn.Module]]:
+    """The benchmark detectors' ResNet-18 (BatchNorm) and FPN P3-P7 of ``channels``."""
+    from visdet.models.backbones.resnet import ResNet
+    from visdet.models.necks.fpn import FPN
+
+    neck = partial(FPN, in_features=("c3", "c4", "c5"), out_channels=channels,
+                   extra_blocks="p6p7")  # fmt: skip
+    return ResNet(18, norm="bn"), neck
 
 
 class _Losses(nn.Module):

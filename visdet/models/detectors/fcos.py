@@ -10,14 +10,12 @@ anchor generator, post-processing and export are the shared ones.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import partial
 
 import torch
 from torch import Tensor, nn
 
 from visdet.models.backbones.base import Backbone
-from visdet.models.backbones.resnet import ResNet
-from visdet.models.detectors.dense_bench import dense_bench_components
+from visdet.models.detectors.dense_bench import bench_backbone_and_neck, dense_bench_components
 from visdet.models.detectors.dense_detector import (
     DENSE_LEVELS,
     DenseDetector,
@@ -111,9 +109,7 @@ def fcos(
 
 def _bench_fcos(num_classes: int, channels: int) -> FCOS:
     """The benchmark's FCOS: ResNet-18, FPN P3-P7 of ``channels``."""
-    neck = partial(FPN, in_features=("c3", "c4", "c5"), out_channels=channels,
-                   extra_blocks="p6p7")  # fmt: skip
-    return fcos(num_classes, ResNet(18, norm="bn"), neck, min_size=None)
+    return fcos(num_classes, *bench_backbone_and_neck(channels), min_size=None)
 
 
 FCOS_FAMILY = DetectorFamily(

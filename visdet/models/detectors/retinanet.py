@@ -10,14 +10,12 @@ LR groups, LoRA targets, benchmark components) is its record ``RETINANET`` at th
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import partial
 
 import torch
 from torch import Tensor, nn
 
 from visdet.models.backbones.base import Backbone
-from visdet.models.backbones.resnet import ResNet
-from visdet.models.detectors.dense_bench import dense_bench_components
+from visdet.models.detectors.dense_bench import bench_backbone_and_neck, dense_bench_components
 from visdet.models.detectors.dense_detector import (
     DENSE_LEVELS,
     DenseDetector,
@@ -134,9 +132,7 @@ def retinanet(
 
 def _bench_retinanet(num_classes: int, channels: int) -> RetinaNet:
     """The benchmark's RetinaNet: ResNet-18, FPN P3-P7 of ``channels``, anchors 16..256."""
-    neck = partial(FPN, in_features=("c3", "c4", "c5"), out_channels=channels,
-                   extra_blocks="p6p7")  # fmt: skip
-    return retinanet(num_classes, ResNet(18, norm="bn"), neck, min_size=None,
+    return retinanet(num_classes, *bench_backbone_and_neck(channels), min_size=None,
                      anchor_base_sizes=(16, 32, 64, 128, 256))  # fmt: skip
 
 
