@@ -12,13 +12,16 @@ from visdet.export.detector_graph import DetectorGraph, HeadGraph, export_progra
 # small (GroupNorm(32) needs 2+ channels per group at P7 1x1) and untrained; a low
 # threshold so that the random weights give detections
 SETTINGS = ["neck.out_channels=64", "model.detector.score_thresh=0.005"]
-PRESETS = ["retinanet_r18_fpn", "fcos_r18_fpn", "atss_r18_fpn"]
+# MMDetection's FCOS conventions (BGR input, points at cell centres, level scales, score
+# factors) on a ResNet-18
+PRESETS = {"retinanet_r18_fpn": [], "fcos_r18_fpn": [], "atss_r18_fpn": [],
+           "fcos_r50_fpn_mmdet": ["backbone=resnet18"]}  # fmt: skip
 
 
-@pytest.fixture(scope="module", params=PRESETS)
+@pytest.fixture(scope="module", params=list(PRESETS))
 def detector(request):
     torch.manual_seed(0)
-    return build_detector(request.param, 4, SETTINGS).eval()
+    return build_detector(request.param, 4, SETTINGS + PRESETS[request.param]).eval()
 
 
 def test_graph_outputs_are_the_eager_detections_padded(detector):

@@ -44,3 +44,23 @@ def test_level_candidates_brute_force():
     assert scores.tolist() == [b[0] for b in best]
     assert labels.tolist() == [b[2] + 1 for b in best]
     torch.testing.assert_close(boxes, anchors[[b[1] for b in best]])  # zero deltas: anchors
+
+
+def test_score_factors_apply_after_the_threshold_and_the_top_k():
+    """MMDetection's score factors: rank and threshold the class scores, then multiply; a
+    product below the threshold is kept (no threshold after the factor)."""
+    g = torch.Generator().manual_seed(1)
+    probs = torch.rand(6, 3, generator=g, dtype=torch.float64)
+    factors = torch.rand(6, generator=g, dtype=torch.float64) * 0.2
+    deltas = torch.zeros(6, 4, dtype=torch.float64)
+    anchors = torch.arange(6, dtype=torch.float64)[:, None] * 20 + torch.tensor([0, 0, 5, 5.0])
+    boxes, scores, labels = level_candidates(probs, deltas, anchors, BoxCoder(), (200, 200), 0.3,
+                                             4, factors)  # fmt: skip
+    flat = [(probs[a, k].item(), a, k) for a in range(6) for k in range(3)]
+    best = sorted([f for f in flat if f[0] > 0.3], reverse=True)[:4]
+    assert scores.tolist() == [p * factors[a].item() for p, a, _ in best]
+    assert labels.tolist() == [k + 1 for _, _, k in best]
+    out = dense_detections([probs], [deltas], [anchors], (200, 200), BoxCoder(), 0.3, 4, 0.5,
+                           100, [factors])  # fmt: skip
+    assert len(out["scores"]) == 4 and bool((out["scores"] < 0.3).all())
+    assert out["scores"].tolist() == sorted(scores.tolist(), reverse=True)

@@ -112,6 +112,14 @@ def test_other_bad_settings_are_named():
         atss(3, ResNet(18), _p3p7(), topk=0)
     with pytest.raises(ValueError, match="anchor sizes need one group per level"):
         retinanet(3, ResNet(18), _p3p7(), anchor_base_sizes=(32, 64))
+    with pytest.raises(ValueError, match="score_mode must be 'sqrt' or 'factor'"):
+        fcos(3, ResNet(18), _p3p7(), score_mode="product")
+    with pytest.raises(ValueError, match="channel_order must be 'rgb' or 'bgr'"):
+        fcos(3, ResNet(18), _p3p7(), channel_order="RGB")
+    with pytest.raises(ValueError, match=r"offset must be in \[0, 1\)"):
+        fcos(3, ResNet(18), _p3p7(), anchor_offset=4.0)
+    with pytest.raises(ValueError, match="style must be 'pytorch' or 'caffe'"):
+        ResNet(50, style="detectron")
 
 
 def test_config_presets_reject_a_neck_without_p7():

@@ -48,6 +48,8 @@ class AnchorGenerator(nn.Module):
         round_anchors: round cell-anchor corners to integers (torchvision; MMDetection does not).
         strides: per level, a fixed stride in pixels (MMDetection); None infers each level's
             stride as ``image_size // feature_size`` (torchvision).
+        offset: anchor centres at ``(i + offset) * stride`` for cell i: 0 (torchvision's and
+            MMDetection's anchors) or 0.5 (MMDetection's FCOS points, cell centres).
     """
 
     def __init__(
@@ -56,8 +58,11 @@ class AnchorGenerator(nn.Module):
         aspect_ratios: Sequence[Sequence[float]] | Sequence[float] = (0.5, 1.0, 2.0),
         round_anchors: bool = True,
         strides: Sequence[int] | None = None,
+        offset: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= offset < 1.0:
+            raise ValueError(f"offset must be in [0, 1) (a fraction of the stride), got {offset}")
         sizes = [tuple(s) for s in sizes]
         if len(aspect_ratios) > 0 and not isinstance(aspect_ratios[0], (list, tuple)):
             aspect_ratios = [tuple(aspect_ratios)] * len(sizes)  # type: ignore[list-item]
@@ -82,6 +87,7 @@ class AnchorGenerator(nn.Module):
         self.sizes = sizes
         self.aspect_ratios = aspect_ratios
         self.round_anchors = round_anchors
+        self.offset = float(offset)
         self.strides = None if strides is None else tuple(int(v) for v in strides)
 
     def num_anchors_per_location(self) -> list[int]:
@@ -105,8 +111,11 @@ class AnchorGenerator(nn.Module):
             grid_sizes, strides, self.sizes, self.aspect_ratios, strict=True
         ):
             base = cell_anchors(sizes, ratios, dtype, device, self.round_anchors)
-            shift_x = torch.arange(gw, dtype=torch.int32, device=device).to(dtype) * sx
-            shift_y = torch.arange(gh, dtype=torch.int32, device=device).to(dtype) * sy
+            shift_x = torch.arange(gw, dtype=torch.int32, device=device).to(dtype)
+            shift_y = torch.arange(gh, dtype=torch.int32, device=device).to(dtype)
+            if self.offset:
+                shift_x, shift_y = shift_x + self.offset, shift_y + self.offset
+            shift_x, shift_y = shift_x * sx, shift_y * sy
             yy, xx = torch.meshgrid(shift_y, shift_x, indexing="ij")
             shifts = torch.stack((xx, yy, xx, yy), dim=-1).reshape(-1, 1, 4)
             out.append((shifts + base[None]).reshape(-1, 4))

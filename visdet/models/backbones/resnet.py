@@ -4,6 +4,8 @@ Module names equal torchvision's ``resnet*`` (``conv1``, ``bn1``, ``layer1.0.con
 ``fc``), so a torchvision ImageNet checkpoint loads with ``strict=True``. Bottleneck blocks
 stride in the 3x3 convolution (ResNet v1.5), as torchvision does. Implements the backbone
 contract (visdet.models.backbones.base): stages ``c2``..``c5`` at strides 4..32.
+``style="caffe"`` strides in the first 1x1 convolution instead (the original ResNet, MSRA's
+and Detectron's caffe weights, MMDetection's ``style='caffe'``); the state dict is the same.
 """
 
 from __future__ import annotations
@@ -44,12 +46,13 @@ class Bottleneck(nn.Module):
     expansion = 4
 
     def __init__(
-        self, in_ch: int, ch: int, stride: int, norm: type[nn.Module], downsample: nn.Module | None
-    ) -> None:
+        self, in_ch: int, ch: int, stride: int, norm: type[nn.Module], downsample: nn.Module | None,
+        caffe: bool = False,
+    ) -> None:  # fmt: skip
         super().__init__()
-        self.conv1 = nn.Conv2d(in_ch, ch, 1, bias=False)
+        self.conv1 = nn.Conv2d(in_ch, ch, 1, stride if caffe else 1, bias=False)
         self.bn1 = norm(ch)
-        self.conv2 = nn.Conv2d(ch, ch, 3, stride, 1, bias=False)
+        self.conv2 = nn.Conv2d(ch, ch, 3, 1 if caffe else stride, 1, bias=False)
         self.bn2 = norm(ch)
         self.conv3 = nn.Conv2d(ch, ch * 4, 1, bias=False)
         self.bn3 = norm(ch * 4)
@@ -86,6 +89,8 @@ class ResNet(Backbone):
         num_classes: if given, adds torchvision's ``avgpool`` + ``fc`` classifier and forward
             also returns ``"logits"``; keep 1000 to load an ImageNet checkpoint strictly.
         zero_init_residual: zero the last BN weight of each block (torchvision option).
+        style: ``"pytorch"`` (stride in the 3x3 conv, torchvision) or ``"caffe"`` (stride in
+            the first 1x1 conv of a bottleneck; basic blocks are the same in both).
     """
 
     lora_pattern = r"layer[34]\..*conv"  # the 3x3/1x1 convs of the last two stages
@@ -98,8 +103,11 @@ class ResNet(Backbone):
         norm: str = "bn",
         num_classes: int | None = None,
         zero_init_residual: bool = False,
+        style: str = "pytorch",
     ) -> None:
         super().__init__()
+        if style not in ("pytorch", "caffe"):
+            raise ValueError(f"style must be 'pytorch' or 'caffe', got {style!r}")
         if depth not in ARCHITECTURES:
             raise ValueError(f"depth must be one of {sorted(ARCHITECTURES)}, got {depth!r}")
         if norm not in _NORMS:
@@ -114,6 +122,8 @@ class ResNet(Backbone):
         block, counts = ARCHITECTURES[depth]
         norm_layer = _NORMS[norm]
         self.depth = depth
+        self.style = style
+        extra = {"caffe": True} if style == "caffe" and block is Bottleneck else {}
         self.out_stages = tuple(s for s in STAGE_NAMES if s in out_stages)
         self.frozen_stages = frozen_stages
         self.dropped: tuple[str, ...] = ()  # layers removed by truncate()
@@ -132,7 +142,7 @@ class ResNet(Backbone):
                     nn.Conv2d(in_ch, width * block.expansion, 1, stride, bias=False),
                     norm_layer(width * block.expansion),
                 )
-            blocks = [block(in_ch, width, stride, norm_layer, downsample)]
+            blocks = [block(in_ch, width, stride, norm_layer, downsample, **extra)]
             in_ch = width * block.expansion
             blocks += [block(in_ch, width, 1, norm_layer, None) for _ in range(count - 1)]
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))

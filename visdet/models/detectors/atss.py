@@ -7,8 +7,8 @@ adaptive training sample selection, GIoU weighted by centerness, MMDetection's s
 coding with stds (0.1, 0.1, 0.2, 0.2), score 0.05, NMS 0.6, 100 detections); presets in
 ``conf/model/atss*.yaml``; the family's record ``ATSS_FAMILY`` is at the end.
 
-Scores are ``sigmoid(class) * sigmoid(centerness)``, thresholded and ranked as the product
-(MMDetection thresholds and ranks the class probability, then multiplies).
+Scores are ``sigmoid(class) * sigmoid(centerness)`` as MMDetection computes them: the class
+probability is thresholded and ranked (top-k per level), then multiplied by the centerness.
 """
 
 from __future__ import annotations
@@ -71,7 +71,10 @@ class ATSS(DenseDetector):
                 "loss_ctr": losses["bbox_ctrness"]}  # fmt: skip
 
     def level_scores(self, outputs: dict[str, Tensor]) -> Tensor:
-        return torch.sigmoid(outputs["cls_logits"]) * torch.sigmoid(outputs["bbox_ctrness"])
+        return torch.sigmoid(outputs["cls_logits"])
+
+    def score_factors(self, outputs: dict[str, Tensor]) -> Tensor:
+        return torch.sigmoid(outputs["bbox_ctrness"]).squeeze(dim=-1)
 
 
 def atss(

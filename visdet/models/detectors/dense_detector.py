@@ -5,7 +5,9 @@ family's per-level scores through the shared dense post-processing.
 A family subclasses ``DenseDetector`` and writes two methods: ``losses(outputs, anchors,
 targets, anchors_per_level)`` (a dict of ``loss_*`` scalars) and ``level_scores(outputs)``
 (class scores in [0, 1] per anchor and class, from the head outputs of one image), plus its
-box coder. Head outputs are dicts of [B, N, C] tensors over all N anchors of all levels
+box coder; optionally ``score_factors(outputs)`` (a factor per anchor that multiplies the
+scores after the threshold and top-k, MMDetection's centerness scoring). Head outputs are
+dicts of [B, N, C] tensors over all N anchors of all levels
 (``visdet.models.heads.retinanet_head.flatten_levels``).
 """
 
@@ -114,7 +116,9 @@ class DenseDetector(nn.Module):
         counts = [a.shape[0] for a in per_level]
         detections = []
         for i, size in enumerate(batch.image_sizes):
-            scores = self.level_scores({k: v[i] for k, v in outputs.items()}).split(counts)
+            image_outputs = {k: v[i] for k, v in outputs.items()}
+            scores = self.level_scores(image_outputs).split(counts)
+            factors = self.score_factors(image_outputs)
             deltas = outputs["bbox_regression"][i].split(counts)
             detections.append(
                 dense_detections(
@@ -127,6 +131,7 @@ class DenseDetector(nn.Module):
                     self.topk_candidates,
                     self.nms_thresh,
                     self.detections_per_img,
+                    None if factors is None else factors.split(counts),
                 )  # fmt: skip
             )
         return self.transform.postprocess(detections, batch.image_sizes, original_sizes)
@@ -146,6 +151,11 @@ class DenseDetector(nn.Module):
     def level_scores(self, outputs: dict[str, Tensor]) -> Tensor:
         """Class scores [N, K] in [0, 1] from one image's head outputs ([N, C] each)."""
         raise NotImplementedError
+
+    def score_factors(self, outputs: dict[str, Tensor]) -> Tensor | None:
+        """None, or a factor [N] per anchor multiplied into the scores that pass the threshold
+        and the top-k (``visdet.models.heads.dense_candidates``)."""
+        return None
 
     def param_groups(self) -> list[tuple[str, tuple[str, ...]]]:
         """Layer groups for discriminative LRs, shallowest first: the backbone's, then the

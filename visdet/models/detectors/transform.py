@@ -28,6 +28,10 @@ class DetectionTransform(nn.Module):
     is used in eval). The batch is zero-padded at the bottom/right to a multiple of
     ``size_divisible``. Target boxes are scaled with their image; ``postprocess`` maps
     predicted boxes back to each input image's pixels.
+
+    ``channel_order="bgr"`` reverses the channels before normalising, for networks trained on
+    BGR images (caffe weights; MMDetection's ``bgr_to_rgb=False``); ``image_mean`` and
+    ``image_std`` are then in B, G, R order. Inputs are always RGB.
     """
 
     def __init__(
@@ -38,8 +42,12 @@ class DetectionTransform(nn.Module):
         image_std: Sequence[float] = IMAGENET_STD,
         size_divisible: int = 32,
         antialias: bool = False,
+        channel_order: str = "rgb",
     ) -> None:
         super().__init__()
+        if channel_order not in ("rgb", "bgr"):
+            raise ValueError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
+        self.channel_order = channel_order
         self.resize_images = min_size is not None
         min_size = 1 if min_size is None else min_size
         self.min_size = (min_size,) if isinstance(min_size, int) else tuple(min_size)
@@ -71,6 +79,8 @@ class DetectionTransform(nn.Module):
         for i, img in enumerate(images):
             mean = torch.as_tensor(self.image_mean, dtype=img.dtype, device=img.device)
             std = torch.as_tensor(self.image_std, dtype=img.dtype, device=img.device)
+            if self.channel_order == "bgr":
+                img = img.flip(0)
             img = (img - mean[:, None, None]) / std[:, None, None]
             new = self.resize(img)
             resized.append(new)

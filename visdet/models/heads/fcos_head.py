@@ -3,6 +3,8 @@ dict keys match (``classification_head.conv.{3i}`` conv, ``.conv.{3i+1}`` GroupN
 ``.cls_logits``; ``regression_head.conv.*``, ``.bbox_reg``, ``.bbox_ctrness``): two towers of
 ``num_convs`` 3x3 conv (with bias) + GroupNorm + ReLU over every FPN level, then 3x3 convs to
 ``A * K`` class logits, ``A * 4`` non-negative box distances (ReLU) and ``A`` centerness logits.
+``level_scales=n`` adds MMDetection's learnable scale per level (``regression_head.scales``
+[n], initially 1), multiplying the distances before the ReLU.
 
 ``forward(features)`` returns ``{"cls_logits": [B, sum(HWA), K], "bbox_regression":
 [B, sum(HWA), 4], "bbox_ctrness": [B, sum(HWA), 1]}`` in ``RetinaNetHead``'s order; column
@@ -53,15 +55,26 @@ class FCOSClassificationHead(nn.Module):
 
 
 class FCOSRegressionHead(nn.Module):
-    def __init__(self, in_channels: int, num_anchors: int, num_convs: int = 4) -> None:
+    def __init__(self, in_channels: int, num_anchors: int, num_convs: int = 4,
+                 level_scales: int = 0) -> None:  # fmt: skip
         super().__init__()
         self.conv = _tower(in_channels, num_convs)
         self.bbox_reg = _init(nn.Conv2d(in_channels, num_anchors * 4, 3, padding=1))
         self.bbox_ctrness = _init(nn.Conv2d(in_channels, num_anchors, 3, padding=1))
+        self.scales = nn.Parameter(torch.ones(level_scales)) if level_scales else None
 
     def forward(self, features: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         towers = [self.conv(x) for x in features]
-        distances = [torch.relu(self.bbox_reg(t)) for t in towers]
+        if self.scales is not None and len(towers) != self.scales.numel():
+            raise ValueError(
+                f"FCOSHead has {self.scales.numel()} level scales, got {len(towers)} levels"
+            )
+        distances = [
+            torch.relu(
+                self.bbox_reg(t) if self.scales is None else self.bbox_reg(t) * self.scales[i]
+            )
+            for i, t in enumerate(towers)
+        ]
         return flatten_levels(distances, 4), flatten_levels(
             [self.bbox_ctrness(t) for t in towers], 1
         )
@@ -71,17 +84,19 @@ class FCOSHead(nn.Module):
     """See the module docstring (torchvision's FCOS uses one anchor per location)."""
 
     def __init__(self, in_channels: int = 256, num_anchors: int = 1, num_classes: int = 80,
-                 num_convs: int = 4, prior_probability: float = 0.01) -> None:  # fmt: skip
+                 num_convs: int = 4, prior_probability: float = 0.01,
+                 level_scales: int = 0) -> None:  # fmt: skip
         super().__init__()
-        if num_classes < 1 or num_anchors < 1 or num_convs < 0:
+        if num_classes < 1 or num_anchors < 1 or num_convs < 0 or level_scales < 0:
             raise ValueError(
-                f"num_classes and num_anchors must be >= 1 and num_convs >= 0, got "
-                f"{num_classes}, {num_anchors}, {num_convs}"
+                f"num_classes and num_anchors must be >= 1, num_convs and level_scales >= 0, "
+                f"got {num_classes}, {num_anchors}, {num_convs}, {level_scales}"
             )
         self.classification_head = FCOSClassificationHead(
             in_channels, num_anchors, num_classes, num_convs, prior_probability
         )
-        self.regression_head = FCOSRegressionHead(in_channels, num_anchors, num_convs)
+        self.regression_head = FCOSRegressionHead(in_channels, num_anchors, num_convs,
+                                                  level_scales)  # fmt: skip
 
     def forward(self, features: Sequence[Tensor]) -> dict[str, Tensor]:
         features = list(features)

@@ -12,7 +12,8 @@ Losses, each summed over the batch and divided by the batch's foreground count (
 ``classification`` sigmoid focal loss (alpha 0.25, gamma 2) over every class of every point;
 ``bbox_regression`` GIoU loss of the decoded foreground boxes; ``bbox_ctrness`` binary
 cross-entropy of the centerness logits against ``sqrt(min(l, r) / max(l, r) * min(t, b) /
-max(t, b))`` of the foreground targets.
+max(t, b))`` of the foreground targets. ``centerness_weighted=True`` is MMDetection's box
+loss instead: each foreground GIoU loss weighted by its centerness target, divided by their sum.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def match_points(
 def fcos_losses(
     outputs: dict[str, Tensor], anchors: Tensor, targets: Sequence[dict[str, Tensor]],
     matched_idxs: Sequence[Tensor], coder: BoxLinearCoder, alpha: float = 0.25,
-    gamma: float = 2.0,
+    gamma: float = 2.0, centerness_weighted: bool = False,
 ) -> dict[str, Tensor]:  # fmt: skip
     """``{"classification", "bbox_regression", "bbox_ctrness"}`` for head outputs
     (``cls_logits`` [B, N, K], ``bbox_regression`` [B, N, 4], ``bbox_ctrness`` [B, N, 1]),
@@ -86,8 +87,6 @@ def fcos_losses(
     target = torch.zeros_like(logits)
     target[foreground, labels[foreground] - 1] = 1.0
     cls = sigmoid_focal_loss(logits, target, alpha, gamma, reduction="sum")
-    predicted = coder.decode(outputs["bbox_regression"], all_anchors)
-    box = generalized_box_iou_loss(predicted[foreground], boxes[foreground], reduction="sum")
     encoded = coder.encode(all_anchors, boxes)
     if encoded.numel() == 0:
         ctr_target = encoded.new_zeros(encoded.shape[:-1])
@@ -97,8 +96,15 @@ def fcos_losses(
             (lr.min(dim=-1).values / lr.max(dim=-1).values)
             * (tb.min(dim=-1).values / tb.max(dim=-1).values)
         )
+    predicted = coder.decode(outputs["bbox_regression"], all_anchors)
+    box = generalized_box_iou_loss(predicted[foreground], boxes[foreground], reduction="none")
+    if centerness_weighted:
+        weights = ctr_target[foreground]
+        box = (box * weights).sum() / weights.sum().clamp(min=1e-6)
+    else:
+        box = box.sum() / count
     ctr = F.binary_cross_entropy_with_logits(
         outputs["bbox_ctrness"].squeeze(dim=2)[foreground], ctr_target[foreground], reduction="sum"
     )
-    return {"classification": cls / count, "bbox_regression": box / count,
+    return {"classification": cls / count, "bbox_regression": box,
             "bbox_ctrness": ctr / count}  # fmt: skip

@@ -34,12 +34,14 @@ sampling (``sampling_ratio=0``). ``conf/model/faster_rcnn_r50_fpn_mmdet.yaml`` s
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from visdet.models.heads.roi_heads import TwoMLPHead
 
+Replacement = str | Callable[[re.Match[str]], str]
 _BN = r"(?:weight|bias|running_mean|running_var|num_batches_tracked)"
 BACKBONE_KEY = re.compile(
     rf"^backbone\.(conv1\.weight|bn1\.{_BN}|layer\d+\.\d+\."
@@ -134,10 +136,10 @@ def faster_rcnn_from_mmdet(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 def rename_by_rules(
-    state_dict: dict[str, Tensor], rules: list[tuple[re.Pattern[str], str]]
+    state_dict: dict[str, Tensor], rules: Sequence[tuple[re.Pattern[str], Replacement]]
 ) -> tuple[dict[str, Tensor], list[str]]:
-    """(the entries renamed by the first matching ``(pattern, replacement)``, the keys no rule
-    matches)."""
+    """(the entries renamed by the first matching ``(pattern, replacement)`` (a template or
+    a function of the match, as ``re.sub`` takes), the keys no rule matches)."""
     out: dict[str, Tensor] = {}
     unknown: list[str] = []
     for key, value in state_dict.items():

@@ -31,13 +31,17 @@ from torch import Tensor
 
 from visdet.models.weights.convert.mmdet_faster_rcnn import BACKBONE_KEY, rename_by_rules
 
-_RULES: list[tuple[re.Pattern[str], str]] = [
+# ResNet and FPN C3-C5 + P6/P7 (MMDetection's start_level=1, num_outs=5), shared with FCOS
+BACKBONE_AND_NECK_RULES: list[tuple[re.Pattern[str], str]] = [
     (BACKBONE_KEY, r"backbone.\1"),
     (re.compile(r"^neck\.lateral_convs\.([0-2])\.conv\.(weight|bias)$"),
      r"neck.inner_blocks.\1.\2"),
     (re.compile(r"^neck\.fpn_convs\.([0-2])\.conv\.(weight|bias)$"), r"neck.layer_blocks.\1.\2"),
     (re.compile(r"^neck\.fpn_convs\.3\.conv\.(weight|bias)$"), r"neck.p6.\1"),
     (re.compile(r"^neck\.fpn_convs\.4\.conv\.(weight|bias)$"), r"neck.p7.\1"),
+]  # fmt: skip
+_RULES: list[tuple[re.Pattern[str], str]] = [
+    *BACKBONE_AND_NECK_RULES,
     (re.compile(r"^bbox_head\.cls_convs\.(\d+)\.conv\.(weight|bias)$"),
      r"head.classification_head.conv.\1.0.\2"),
     (re.compile(r"^bbox_head\.reg_convs\.(\d+)\.conv\.(weight|bias)$"),
