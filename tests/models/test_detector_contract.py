@@ -26,7 +26,8 @@ PRESETS = [(f, p) for f in DETECTOR_FAMILIES for p in f.presets]
 # the ResNet-50 presets of the one-stage families and Faster R-CNN v2 run in make test-full;
 # their CPU-sized siblings (same code) and their reference equality tests run in the quick suite
 SLOW = {"retinanet", "retinanet_r50_fpn", "retinanet_r50_fpn_v2", "retinanet_r50_fpn_mmdet",
-        "fcos", "fcos_r50_fpn", "fcos_r50_fpn_mmdet", "atss", "faster_rcnn_r50_fpn_v2"}  # fmt: skip
+        "fcos", "fcos_r50_fpn", "fcos_r50_fpn_mmdet", "atss", "faster_rcnn_r50_fpn_v2",
+        "mask_rcnn", "mask_rcnn_r50_fpn", "mask_rcnn_r50_fpn_v2"}  # fmt: skip
 
 
 def images_and_targets():
@@ -39,6 +40,12 @@ def images_and_targets():
         },
         {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)},  # no objects
     ]
+    # instance masks (the box-detectors ignore them): each box filled
+    for t, image in zip(targets, images, strict=True):
+        masks = torch.zeros(len(t["boxes"]), *image.shape[-2:], dtype=torch.uint8)
+        for m, (x0, y0, x1, y1) in zip(masks, t["boxes"].int().tolist(), strict=True):
+            m[y0:y1, x0:x1] = 1
+        t["masks"] = masks
     return images, targets
 
 
@@ -94,8 +101,11 @@ def test_eval_output_format_and_coordinates(preset):
         out = detector(images)
     assert len(out) == len(images)
     for det, image in zip(out, images, strict=True):
-        assert set(det) == {"boxes", "scores", "labels"}
+        masks = "masks" in det
+        assert set(det) == {"boxes", "scores", "labels"} | ({"masks"} if masks else set())
         n = len(det["scores"])
+        if masks:  # instance segmentation: [n, 1, H, W] in the input image's pixels
+            assert det["masks"].shape == (n, 1, *image.shape[-2:])
         assert det["boxes"].shape == (n, 4) and det["labels"].shape == (n,)
         assert det["labels"].dtype == torch.int64 and det["boxes"].is_floating_point()
         if n:
@@ -119,6 +129,8 @@ def test_list_and_tensor_input_agree_and_batching_keeps_each_image(preset):
     for a, b in zip(listed, stacked, strict=True):
         torch.testing.assert_close(a["boxes"], b["boxes"])
         torch.testing.assert_close(a["scores"], b["scores"])
+        if "masks" in a:
+            torch.testing.assert_close(a["masks"], b["masks"])
     # the second image's detections do not depend on the first (same size: same padding)
     torch.testing.assert_close(listed[1]["boxes"], alone[0]["boxes"], atol=1e-6, rtol=0)
 

@@ -58,7 +58,9 @@ def test_losses_with_empty_ground_truth():
 def test_losses_match_hand_computation_for_one_positive():
     heads = make_heads(num_classes=2, batch_size_per_image=8).train()
     gt = {"boxes": torch.tensor([[8.0, 8, 40, 40]]), "labels": torch.tensor([2])}
-    props, labels, reg = heads.sample_proposals([torch.tensor([[30.0, 30, 60, 60]])], [gt])
+    props, labels, reg, matched = heads.sample_proposals([torch.tensor([[30.0, 30, 60, 60]])],
+                                                         [gt])  # fmt: skip
+    assert matched[0].tolist() == [0, 0]  # one gt box: every proposal's index is 0
     # the proposal (IoU 0.06) is background; the added gt box is foreground with zero deltas
     assert sorted(labels[0].tolist()) == [0, 2]
     fg = labels[0] == 2

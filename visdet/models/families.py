@@ -13,18 +13,23 @@ from visdet.models.detectors.atss import ATSS_FAMILY
 from visdet.models.detectors.family import DetectorFamily
 from visdet.models.detectors.faster_rcnn import FASTER_RCNN
 from visdet.models.detectors.fcos import FCOS_FAMILY
+from visdet.models.detectors.mask_rcnn import MASK_RCNN
 from visdet.models.detectors.retinanet import RETINANET
 
-DETECTOR_FAMILIES: tuple[DetectorFamily, ...] = (FASTER_RCNN, RETINANET, FCOS_FAMILY, ATSS_FAMILY)
+DETECTOR_FAMILIES: tuple[DetectorFamily, ...] = (
+    FASTER_RCNN, RETINANET, FCOS_FAMILY, ATSS_FAMILY, MASK_RCNN,
+)  # fmt: skip
 
 # "name" -> a backbone built with its defaults, measured by ``visdet bench`` (backbone/<name>)
 BENCH_BACKBONES = {**resnet.BENCH_VARIANTS}
 
 
 def family_of(detector: nn.Module) -> DetectorFamily:
-    """The registered family whose class ``detector`` is an instance of."""
-    for family in DETECTOR_FAMILIES:
-        if isinstance(detector, family.detector):
-            return family
+    """The registered family of ``detector``'s class, or of its nearest registered base class
+    (a MaskRCNN is a FasterRCNN, and Mask R-CNN's family)."""
+    for cls in type(detector).__mro__:
+        for family in DETECTOR_FAMILIES:
+            if family.detector is cls:
+                return family
     names = ", ".join(f.detector.__name__ for f in DETECTOR_FAMILIES)
     raise TypeError(f"{type(detector).__name__} is not a registered detector family ({names})")

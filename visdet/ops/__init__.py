@@ -1,5 +1,5 @@
 """Pure tensor functions for detection: boxes, NMS, RoIAlign, anchors, box coding, matching,
-dense post-processing, resizing and the detection losses.
+dense post-processing, resizing, mask pasting and the detection losses.
 
 Depends on torch only. Names, arguments and results mirror torchvision.ops.
 """
@@ -23,6 +23,7 @@ from visdet.ops.losses import (
 )
 from visdet.ops.matcher import Matcher
 from visdet.ops.nms import batched_nms, nms
+from visdet.ops.paste_masks import paste_masks_in_image
 from visdet.ops.resize import resize_image, resized_size
 from visdet.ops.roi_align import roi_align
 from visdet.ops.sampler import BalancedPositiveNegativeSampler
@@ -45,6 +46,7 @@ __all__ = [
     "generalized_box_iou",
     "generalized_box_iou_loss",
     "nms",
+    "paste_masks_in_image",
     "postprocess_detections",
     "remove_small_boxes",
     "resize_image",

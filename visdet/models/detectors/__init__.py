@@ -6,6 +6,7 @@ from visdet.models.detectors.faster_rcnn import (
     faster_rcnn_resnet_fpn,
 )
 from visdet.models.detectors.fcos import FCOS, FCOS_FAMILY, fcos
+from visdet.models.detectors.mask_rcnn import MASK_RCNN, MaskRCNN, mask_rcnn
 from visdet.models.detectors.retinanet import RETINANET, RetinaNet, retinanet
 from visdet.models.detectors.transform import DetectionTransform
 
@@ -17,13 +18,16 @@ __all__ = [
     "FASTER_RCNN",
     "FCOS",
     "FCOS_FAMILY",
+    "MASK_RCNN",
     "RETINANET",
     "DetectionTransform",
     "FasterRCNN",
+    "MaskRCNN",
     "RetinaNet",
     "atss",
     "faster_rcnn",
     "fcos",
     "faster_rcnn_resnet_fpn",
+    "mask_rcnn",
     "retinanet",
 ]

@@ -97,7 +97,10 @@ class FasterRCNN(nn.Module):
         [B*P, 4(K+1)] on a fixed grid of P probe boxes per image (``probe_boxes``) instead of
         the data-dependent proposals."""
         batch, _ = self.transform(as_image_list(images), None)
-        features = self.neck(self.backbone(batch.tensor))
+        return self.probe_outputs(self.neck(self.backbone(batch.tensor)), batch)
+
+    def probe_outputs(self, features: dict[str, Tensor], batch) -> dict[str, Tensor]:
+        """``head_outputs`` from the neck's features of the transformed ``batch``."""
         objectness, rpn_deltas = flatten_predictions(*self.rpn.head(list(features.values())))
         probes = [probe_boxes(h, w, objectness) for h, w in batch.image_sizes]
         pooled = self.roi_heads.box_roi_pool(features, probes, batch.padded_size)
@@ -112,13 +115,18 @@ class FasterRCNN(nn.Module):
     def param_groups(self) -> list[tuple[str, tuple[str, ...]]]:
         """Layer groups for discriminative LRs, shallowest first: the backbone's, then the
         family's (neck, rpn, heads)."""
+        from visdet.models.families import family_of
+
         groups = [(n, tuple(f"backbone.{p}" for p in ps)) for n, ps in self.backbone.param_groups()]
-        return groups + list(FASTER_RCNN.head_groups)
+        return groups + list(family_of(self).head_groups)
 
     def lora_targets(self) -> tuple[str, tuple[str, ...]]:
         """(pattern of the layers LoRA adapts by default, modules trained fully)."""
-        pattern = rf"backbone\.(?:{self.backbone.lora_pattern})|{FASTER_RCNN.lora_pattern}"
-        return pattern, FASTER_RCNN.lora_train_modules
+        from visdet.models.families import family_of
+
+        family = family_of(self)
+        pattern = rf"backbone\.(?:{self.backbone.lora_pattern})|{family.lora_pattern}"
+        return pattern, family.lora_train_modules
 
 
 def probe_boxes(height, width, like: Tensor, grid: int = 4) -> Tensor:

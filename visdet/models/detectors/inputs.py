@@ -79,3 +79,19 @@ def check_targets(
                 f"targets[{i}]['boxes'][{j}] = {boxes[j].tolist()} is degenerate: "
                 "boxes need x2 > x1 and y2 > y1"
             )
+
+
+def check_masks(targets: list[dict[str, Tensor]], images: list[Tensor]) -> None:
+    """Instance masks (Mask R-CNN in training mode): each target's ``masks`` a Tensor
+    [N, H, W] (0/1, uint8 or bool) with one mask per box, the size of its image."""
+    for i, (t, image) in enumerate(zip(targets, images, strict=True)):
+        masks = t.get("masks")
+        want = (t["boxes"].shape[0], *image.shape[-2:])
+        if not isinstance(masks, Tensor) or tuple(masks.shape) != want:
+            got = list(getattr(masks, "shape", [type(masks).__name__]))
+            raise ValueError(
+                f"targets[{i}]['masks'] must be a Tensor{list(want)} (one mask per box, the "
+                f"image's size), got {got}"
+            )
+        if masks.is_floating_point() or masks.is_complex():
+            raise TypeError(f"targets[{i}]['masks'] must be uint8 or bool (0/1), got {masks.dtype}")

@@ -17,6 +17,22 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def _ratio(new: int, old: int) -> float:
+    """new / old rounded to float32, as torchvision's ``resize_boxes`` computes the target
+    boxes' scale (so that anchor matching on the scaled boxes is the same, ties included)."""
+    return float(torch.tensor(new, dtype=torch.float32) / torch.tensor(old, dtype=torch.float32))
+
+
+def resize_masks(masks: Tensor, size) -> Tensor:
+    """Instance masks [N, H, W] resized to ``size`` (h, w) by nearest neighbour, as uint8
+    (torchvision's ``_resize_image_and_masks``)."""
+    if tuple(masks.shape[-2:]) == tuple(size):
+        return masks
+    if masks.shape[0] == 0:
+        return masks.new_zeros((0, *size), dtype=torch.uint8)
+    return F.interpolate(masks[:, None].float(), size=tuple(size))[:, 0].byte()
+
+
 class DetectionTransform(nn.Module):
     """Images [3, H, W] in [0, 1] -> one normalised, padded batch [B, 3, Hp, Wp].
 
@@ -26,7 +42,8 @@ class DetectionTransform(nn.Module):
     images);
     in training ``min_size`` may list several sizes, one chosen at random per image (the last
     is used in eval). The batch is zero-padded at the bottom/right to a multiple of
-    ``size_divisible``. Target boxes are scaled with their image; ``postprocess`` maps
+    ``size_divisible``. Target boxes are scaled with their image (instance ``masks``
+    [N, H, W] are resized with it, nearest neighbour); ``postprocess`` maps
     predicted boxes back to each input image's pixels.
 
     ``channel_order="bgr"`` reverses the channels before normalising, for networks trained on
@@ -87,8 +104,10 @@ class DetectionTransform(nn.Module):
             sizes.append((new.shape[-2], new.shape[-1]))  # symbolic in an exported graph
             if targets is not None:
                 t = dict(targets[i])
-                rx, ry = new.shape[-1] / img.shape[-1], new.shape[-2] / img.shape[-2]
+                rx, ry = _ratio(new.shape[-1], img.shape[-1]), _ratio(new.shape[-2], img.shape[-2])
                 t["boxes"] = scale_boxes(t["boxes"], rx, ry)
+                if "masks" in t:
+                    t["masks"] = resize_masks(t["masks"], new.shape[-2:])
                 out_targets.append(t)
         d = self.size_divisible
         # integer ceil with non-negative operands only: exact, traceable, and the same in

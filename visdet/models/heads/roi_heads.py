@@ -151,6 +151,14 @@ class RoIHeads(nn.Module):
         class_weights: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
+        # the settings, for heads built on these (Mask R-CNN's MaskRoIHeads)
+        self.settings = {
+            "fg_iou_thresh": fg_iou_thresh, "bg_iou_thresh": bg_iou_thresh,
+            "batch_size_per_image": batch_size_per_image, "positive_fraction": positive_fraction,
+            "bbox_reg_weights": tuple(bbox_reg_weights), "score_thresh": score_thresh,
+            "nms_thresh": nms_thresh, "detections_per_img": detections_per_img,
+            "min_size": min_size, "class_weights": class_weights,
+        }  # fmt: skip
         self.box_roi_pool = box_roi_pool if box_roi_pool is not None else MultiScaleRoIAlign()
         self.box_head = box_head if box_head is not None else TwoMLPHead()
         self.box_predictor = box_predictor if box_predictor is not None else FastRCNNPredictor()
@@ -168,18 +176,20 @@ class RoIHeads(nn.Module):
 
     def sample_proposals(
         self, proposals: list[Tensor], targets: list[dict[str, Tensor]]
-    ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+    ) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
         """Add the gt boxes to the proposals, label them and sample a training batch.
 
-        Returns per image: sampled proposals [S, 4], labels [S] (0 = background) and
-        regression targets [S, 4]."""
-        out_props, out_labels, out_targets = [], [], []
+        Returns per image: sampled proposals [S, 4], labels [S] (0 = background), regression
+        targets [S, 4] and the index of each proposal's matched gt box [S] (0 where it has
+        none)."""
+        out_props, out_labels, out_targets, out_matched = [], [], [], []
         for props, tgt in zip(proposals, targets, strict=True):
             gt_boxes, gt_labels = tgt["boxes"].to(props.dtype), tgt["labels"]
             props = torch.cat([props, gt_boxes])
             if gt_boxes.numel() == 0:
                 labels = torch.zeros(props.shape[0], dtype=torch.int64, device=props.device)
                 matched = torch.zeros_like(props)
+                idx = torch.zeros_like(labels)
             else:
                 idx = self.matcher(box_iou(gt_boxes, props))
                 labels = gt_labels[idx.clamp(min=0)].clone()
@@ -195,7 +205,8 @@ class RoIHeads(nn.Module):
             if fg.any():
                 targets_k[fg] = self.box_coder.encode(matched[keep][fg], props[keep][fg])
             out_targets.append(targets_k)
-        return out_props, out_labels, out_targets
+            out_matched.append(idx.clamp(min=0)[keep])
+        return out_props, out_labels, out_targets, out_matched
 
     def losses(
         self, logits: Tensor, deltas: Tensor, labels: Tensor, targets: Tensor
@@ -263,7 +274,7 @@ class RoIHeads(nn.Module):
         if self.training:
             if targets is None:
                 raise ValueError("RoIHeads needs targets in training mode")
-            proposals, labels, reg_targets = self.sample_proposals(proposals, targets)
+            proposals, labels, reg_targets, _ = self.sample_proposals(proposals, targets)
         pooled = self.box_roi_pool(features, proposals, images.padded_size)
         logits, deltas = self.box_predictor(self.box_head(pooled))
         if self.training:

@@ -1,0 +1,68 @@
+"""Pasting instance masks predicted in box frames (M x M) back into the image, with
+torchvision's semantics (``paste_masks_in_image``), writing each mask only into its box's
+region of one preallocated output.
+
+torchvision's rule: each M x M mask is zero-padded by ``padding`` pixels on every side, its box
+widened about the centre by (M + 2 * padding) / M to match, the widened box truncated to
+integers (x0, y0, x1, y1); the padded mask is resized bilinearly (``align_corners=False``) to
+(y1 - y0 + 1) x (x1 - x0 + 1) pixels (at least 1 x 1) and written at rows y0..y1, columns
+x0..x1, clipped to the image. Outside its box a mask is 0.
+
+Memory: the output [N, H, W] is allocated once (float, or bool with ``threshold``: a quarter
+of the memory) and each mask touches only its box's pixels; torchvision allocates one full
+image per mask and then stacks them (twice the output).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def expand_boxes(boxes: Tensor, scale: float) -> Tensor:
+    """Boxes [N, 4] xyxy scaled by ``scale`` about their centres."""
+    half_w = (boxes[:, 2] - boxes[:, 0]) * 0.5 * scale
+    half_h = (boxes[:, 3] - boxes[:, 1]) * 0.5 * scale
+    cx = (boxes[:, 2] + boxes[:, 0]) * 0.5
+    cy = (boxes[:, 3] + boxes[:, 1]) * 0.5
+    return torch.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], dim=1)
+
+
+def paste_masks_in_image(
+    masks: Tensor, boxes: Tensor, image_size: tuple[int, int], padding: int = 1,
+    threshold: float | None = None,
+) -> Tensor:  # fmt: skip
+    """masks [N, M, M] or [N, 1, M, M] (probabilities in each box's frame), boxes [N, 4] xyxy
+    in the pixels of an image of ``image_size`` (h, w) -> [N, h, w]: the pasted masks (the
+    masks' dtype), or with ``threshold`` bool masks of the pixels whose pasted value is
+    above it."""
+    if masks.dim() == 4:
+        if masks.shape[1] != 1:
+            raise ValueError(f"masks must be [N, M, M] or [N, 1, M, M], got {tuple(masks.shape)}")
+        masks = masks[:, 0]
+    if masks.dim() != 3 or boxes.shape != (masks.shape[0], 4):
+        raise ValueError(
+            f"masks [N, M, M] and boxes [N, 4] expected, got {tuple(masks.shape)} and "
+            f"{tuple(boxes.shape)}"
+        )
+    height, width = int(image_size[0]), int(image_size[1])
+    dtype = torch.bool if threshold is not None else masks.dtype
+    out = torch.zeros((masks.shape[0], height, width), dtype=dtype, device=masks.device)
+    if masks.shape[0] == 0:
+        return out
+    size = masks.shape[-1]
+    padded = F.pad(masks, (padding,) * 4)
+    scale = float(size + 2 * padding) / size
+    corners = expand_boxes(boxes, scale).to(torch.int64).tolist()
+    for i, (x0, y0, x1, y1) in enumerate(corners):
+        w, h = max(x1 - x0 + 1, 1), max(y1 - y0 + 1, 1)
+        left, right = max(x0, 0), min(x1 + 1, width)
+        top, bottom = max(y0, 0), min(y1 + 1, height)
+        if right <= left or bottom <= top:
+            continue
+        resized = F.interpolate(padded[i][None, None], size=(h, w), mode="bilinear",
+                                align_corners=False)[0, 0]  # fmt: skip
+        crop = resized[top - y0 : bottom - y0, left - x0 : right - x0]
+        out[i, top:bottom, left:right] = crop > threshold if threshold is not None else crop
+    return out
