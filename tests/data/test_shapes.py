@@ -44,3 +44,38 @@ def test_content_is_valid_coco(tmp_path):
     assert max(per_image.values()) >= 2
     assert {a["category_id"] for a in data["annotations"]} == set(range(1, len(CLASSES) + 1))
     assert not list(tmp_path.glob(".shapes_tmp_*"))  # no leftovers of the atomic write
+
+
+def test_instance_masks_are_the_visible_silhouettes(tmp_path):
+    """Each RLE mask: its bbox and area are the annotation's, masks of one image never overlap
+    (occlusion respected), and every mask pixel has one colour (the shape's own: nothing else
+    is drawn over a visible pixel)."""
+    import numpy as np
+    from PIL import Image
+    from pycocotools import mask as mask_utils
+
+    root = ensure_shapes_dataset(tmp_path, SMALL)
+    data = json.loads((root / "instances_train.json").read_text())
+    files = {i["id"]: i["file_name"] for i in data["images"]}
+    by_image: dict[int, list] = {}
+    for ann in data["annotations"]:
+        by_image.setdefault(ann["image_id"], []).append(ann)
+    overlapping = 0
+    for image_id, anns in by_image.items():
+        pixels = np.asarray(Image.open(root / "train" / files[image_id]).convert("RGB"))
+        union = np.zeros((64, 64), dtype=np.int32)
+        for ann in anns:
+            m = mask_utils.decode(ann["segmentation"]).astype(bool)
+            ys, xs = np.nonzero(m)
+            x0, y0 = int(xs.min()), int(ys.min())
+            assert ann["bbox"] == [x0, y0, int(xs.max()) + 1 - x0, int(ys.max()) + 1 - y0]
+            assert ann["area"] == int(m.sum()) == int(mask_utils.area(ann["segmentation"]))
+            assert len(np.unique(pixels[m], axis=0)) == 1
+            union += m
+        overlapping += int((union > 1).sum())
+    assert overlapping == 0
+    plain_settings = ShapesSettings(**{**SMALL.__dict__, "masks": False})
+    boxes_only = ensure_shapes_dataset(tmp_path / "plain", plain_settings)
+    plain = json.loads((boxes_only / "instances_train.json").read_text())
+    assert "segmentation" not in plain["annotations"][0]
+    assert [a["bbox"] for a in plain["annotations"]] == [a["bbox"] for a in data["annotations"]]

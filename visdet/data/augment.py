@@ -20,6 +20,12 @@ After every geometric step boxes are clipped to the image and kept when both sid
 least ``min_box_size`` and at least ``min_visible`` of their moved area is inside
 (visdet.data.boxes_in_view); labels stay in sync. Validation: only the deterministic resize to
 ``val_size``.
+
+Instance masks (targets from ``data.masks=true``): the RLEs are rasterised on the batch's
+device first (visdet.data.instance_masks), then resized with their image (nearest neighbour)
+and moved by Kornia's geometric ops with the images' own draw (its ``mask`` data key:
+nearest neighbour, colour ops skipped), crowd regions with them; masks are kept or dropped with
+their boxes. Large-scale jitter, mosaic and mixup do not move masks yet and refuse such data.
 """
 
 from __future__ import annotations
@@ -41,12 +47,13 @@ from visdet.data.augment_settings import (
     parse,
 )
 from visdet.data.boxes_in_view import boxes_in_view, clip_boxes, select
+from visdet.data.instance_masks import rasterize_targets
 from visdet.data.mixup import draw_lambda, mixup
 from visdet.data.mosaic import draw_center, mosaic
 from visdet.data.sample_buffer import SampleBuffer
 from visdet.data.scale_jitter import large_scale_jitter
 from visdet.ops.boxes import scale_boxes
-from visdet.ops.resize import resize_image
+from visdet.ops.resize import resize_image, resize_masks
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +209,9 @@ class DetectionAugment(nn.Module):
         self, images: list[Tensor], targets: list[dict], train: bool, step: int | None = None
     ) -> tuple[list[Tensor], list[dict]]:
         short = self.train_size(step) if train else self.val_size
+        rasterize_targets(targets, images[0].device if images else None)
+        if train and any("masks" in t for t in targets):
+            self._check_mask_support()
         out_images, out_targets = [], []
         for img, tgt in zip(images, targets, strict=True):
             if train and self.jitter is not None and float(torch.rand(())) < self.jitter.p:
@@ -212,6 +222,10 @@ class DetectionAugment(nn.Module):
             else:
                 img, boxes = resize_image_and_boxes(img, tgt["boxes"], short, self.max_size)
                 tgt = {**tgt, "boxes": boxes}
+                if "masks" in tgt:  # nearest neighbour, to the image's new size
+                    size = tuple(img.shape[-2:])
+                    tgt["masks"] = resize_masks(tgt["masks"], size)
+                    tgt["crowd"] = resize_masks(tgt["crowd"][None], size)[0]
             out_images.append(img)
             out_targets.append(tgt)
         if train and self.buffer is not None and (self.mosaic_on or self.mixup_on):
@@ -221,6 +235,18 @@ class DetectionAugment(nn.Module):
         for img, tgt in zip(out_images, out_targets, strict=True):
             tgt["input_size"] = (int(img.shape[-2]), int(img.shape[-1]))
         return out_images, out_targets
+
+    def _check_mask_support(self) -> None:
+        """Instance masks follow resizing, flips, affine, crops and colour ops; these
+        augmentations do not move them yet."""
+        active = [name for name, on in (("large_scale_jitter", self.jitter is not None),
+                                        ("mosaic", self.mosaic_on), ("mixup", self.mixup_on))
+                  if on]  # fmt: skip
+        if active:
+            raise ValueError(
+                f"aug.{active[0]} does not transform instance masks yet (the data has "
+                f"data.masks=true); switch it off for mask training: aug.{active[0]}=null"
+            )
 
     def _mix(self, images: list[Tensor], targets: list[dict], short: int) -> None:
         """Mosaic and mixup with partners from the buffer (the batch included)."""
@@ -251,6 +277,16 @@ class DetectionAugment(nn.Module):
             )
         return self.crop_sequences[key]
 
+    def _move_masks(self, sequence, targets: list[dict], size, dtype) -> None:
+        """Apply the geometric part of the images' last draw (``sequence._params``) to the
+        targets' masks and crowd regions: Kornia's ``mask`` data key, nearest neighbour,
+        colour ops skipped."""
+        stack, counts = _stack_masks(targets, size, dtype)
+        moved = sequence(stack, params=sequence._params, data_keys=["mask"]) > 0.5
+        for j, t in enumerate(targets):
+            t["masks"] = moved[j, : counts[j]].to(torch.uint8)
+            t["crowd"] = moved[j, counts[j]].to(torch.uint8)
+
     def _augment_groups(self, images: list[Tensor], targets: list[dict]) -> None:
         groups: dict[tuple[int, int], list[int]] = {}
         for i, img in enumerate(images):
@@ -259,12 +295,25 @@ class DetectionAugment(nn.Module):
             sequence = self._sequence(size)
             batch = sequence(torch.stack([images[i] for i in idx]))
             matrices = sequence.transform_matrix
+            if "masks" in targets[idx[0]]:
+                self._move_masks(sequence, [targets[i] for i in idx], size, batch.dtype)
             for j, i in enumerate(idx):
                 images[i] = batch[j]
                 m = matrices[j] if matrices is not None else torch.eye(3, device=batch.device)
                 moved = map_boxes(targets[i]["boxes"], m.to(batch.dtype))
                 boxes, keep = boxes_in_view(moved, size, self.min_box_size, self.min_visible)
                 targets[i] = select(targets[i], boxes, keep)
+
+
+def _stack_masks(targets: list[dict], size, dtype) -> tuple[Tensor, list[int]]:
+    """[B, max N + 1, H, W]: each target's masks then its crowd region, zero-padded."""
+    counts = [len(t["masks"]) for t in targets]
+    device = targets[0]["masks"].device
+    stack = torch.zeros((len(targets), max(counts) + 1, *size), dtype=dtype, device=device)
+    for j, t in enumerate(targets):
+        stack[j, : counts[j]] = t["masks"]
+        stack[j, counts[j]] = t["crowd"]
+    return stack, counts
 
 
 def photometric_ops(settings: PhotometricSettings) -> list[nn.Module]:

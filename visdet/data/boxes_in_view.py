@@ -34,5 +34,8 @@ def boxes_in_view(
 
 
 def select(target: dict, boxes: Tensor, keep: Tensor) -> dict:
-    """``target`` with ``boxes[keep]`` and the matching ``labels``."""
-    return {**target, "boxes": boxes[keep], "labels": target["labels"][keep]}
+    """``target`` with ``boxes[keep]`` and the matching ``labels`` (and instance ``masks``)."""
+    out = {**target, "boxes": boxes[keep], "labels": target["labels"][keep]}
+    if "masks" in target:
+        out["masks"] = target["masks"][keep]
+    return out

@@ -50,6 +50,7 @@ from visdet.data.index_cache import (
     resolve_cache_dir,
     save_index,
 )
+from visdet.data.instance_masks import annotation_rle, merge_rles
 from visdet.io.strict_json import read_json_file
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,9 @@ class CocoDetection(Dataset):
             None: Pillow's ``Image.MAX_IMAGE_PIXELS``.
         cache_dir: folder of the start-up index cache; "auto": ``$VISDET_CACHE`` or
             ``~/.cache/visdet/index`` for splits of 1000+ images; None or "off": no cache.
+        masks: also give each target its objects' instance masks as compressed RLE
+            (``masks_rle``, one per box, in order) and the union of its crowd regions
+            (``crowd_rle`` or None), rasterised on the device (visdet.data.instance_masks).
     """
 
     def __init__(
@@ -104,7 +108,9 @@ class CocoDetection(Dataset):
         image_dir: str | os.PathLike,
         max_image_pixels: int | None = None,
         cache_dir: str | os.PathLike | None = "auto",
+        masks: bool = False,
     ) -> None:
+        self.masks = masks
         self.ann_file = Path(ann_file)
         self.image_dir = Path(image_dir)
         if not self.image_dir.is_dir():
@@ -223,7 +229,23 @@ class CocoDetection(Dataset):
     def _target(self, image_id: int) -> dict:
         info = self.coco.imgs[image_id]
         h, w = int(info["height"]), int(info["width"])
-        boxes, labels = [], []
+        kept, dropped = self._kept_annotations(image_id)
+        boxes = [box for _, box in kept]
+        labels = [self.cat_id_to_label[ann["category_id"]] for ann, _ in kept]
+        return {
+            "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+            "labels": torch.tensor(labels, dtype=torch.int64),
+            "image_id": image_id,
+            "orig_size": (h, w),
+            "_dropped": dropped,
+        }
+
+    def _kept_annotations(self, image_id: int) -> tuple[list[tuple[dict, list[float]]], dict]:
+        """The annotations that become targets, each with its clipped box xyxy, and the
+        dropped ones counted per kind."""
+        info = self.coco.imgs[image_id]
+        h, w = int(info["height"]), int(info["width"])
+        kept = []
         dropped = {"zero": 0, "subpixel": 0, "outside": 0}
         for ann in self.coco.imgToAnns.get(image_id, []):
             if ann.get("iscrowd", 0) or ann.get("ignore", 0):
@@ -240,15 +262,30 @@ class CocoDetection(Dataset):
             if x2 - x1 < 1 or y2 - y1 < 1:
                 dropped["subpixel"] += 1
                 continue
-            boxes.append([x1, y1, x2, y2])
-            labels.append(self.cat_id_to_label[ann["category_id"]])
-        return {
-            "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-            "labels": torch.tensor(labels, dtype=torch.int64),
-            "image_id": image_id,
-            "orig_size": (h, w),
-            "_dropped": dropped,
-        }
+            kept.append((ann, [x1, y1, x2, y2]))
+        return kept, dropped
+
+    def _mask_rles(self, image_id: int) -> tuple[list[dict], dict | None]:
+        """(one RLE per target object, in the targets' order; the union of the image's
+        crowd regions or None)."""
+        info = self.coco.imgs[image_id]
+        h, w = int(info["height"]), int(info["width"])
+        kept, _ = self._kept_annotations(image_id)
+        rles = []
+        for ann, _ in kept:
+            if "segmentation" not in ann:
+                raise DatasetError(
+                    f"{self.ann_file}: annotation {ann.get('id')} of image {image_id} has no "
+                    "'segmentation' (instance masks are on: data.masks=true)"
+                )
+            rles.append(annotation_rle(ann["segmentation"], h, w,
+                                       f"{self.ann_file} annotation {ann.get('id')}"))  # fmt: skip
+        crowd = [
+            annotation_rle(a["segmentation"], h, w, f"{self.ann_file} annotation {a.get('id')}")
+            for a in self.coco.imgToAnns.get(image_id, [])
+            if a.get("iscrowd", 0) and "segmentation" in a
+        ]
+        return rles, merge_rles(crowd, h, w)
 
     def _report_dropped(self, total: dict[str, int]) -> None:
         self.dropped_boxes = sum(total.values())
@@ -283,6 +320,8 @@ class CocoDetection(Dataset):
         except UnreadableImage as e:
             return SkippedImage(str(path), str(e))
         target = dict(self.targets[index])
+        if self.masks:
+            target["masks_rle"], target["crowd_rle"] = self._mask_rles(image_id)
         if tuple(image.shape[1:]) != target["orig_size"]:  # the file changed since the scan
             raise DatasetError(
                 f"{path} decodes to {image.shape[2]}x{image.shape[1]} but {self.ann_file} says "

@@ -117,6 +117,8 @@ class DetectionDataModule(L.LightningDataModule):
         repeat_threshold: the repeat-factor threshold ``t`` in (0, 1]: a class found in fewer
             than this fraction of the training images is repeated (``sqrt(t / f)``); used
             only with ``sampler="repeat_factor"``.
+        masks: targets carry instance masks (compact RLE until the device; Mask R-CNN's
+            presets set ``data.masks=true``).
         max_image_pixels: images with more pixels are named and skipped (decompression-bomb
             limit); None: Pillow's default.
         root: the dataset folder of ``data=auto data.root=DIR`` (the config interpolates it
@@ -140,8 +142,10 @@ class DetectionDataModule(L.LightningDataModule):
         root: str | None = None,
         sampler: str = "random",
         repeat_threshold: float = 0.001,
+        masks: bool = False,
     ) -> None:
         super().__init__()
+        self.masks = masks
         check_loader_settings(batch_size, num_workers)
         if sampler not in SAMPLERS:
             raise ValueError(f"data.sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
@@ -172,7 +176,9 @@ class DetectionDataModule(L.LightningDataModule):
             return
         splits = self.source.splits()
         sets = {
-            name: CocoDetection(split.ann_file, split.image_dir, self.max_image_pixels)
+            name: CocoDetection(
+                split.ann_file, split.image_dir, self.max_image_pixels, masks=self.masks
+            )  # fmt: skip
             for name, split in splits.items()
         }  # every split's annotation file is read and checked here, before training
         if self.num_classes is None:  # classes come from the data

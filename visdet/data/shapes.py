@@ -1,6 +1,8 @@
 """The built-in synthetic dataset: coloured shapes on cluttered backgrounds, written to disk
 as a real COCO-format dataset (PNG images + ``instances_train.json`` / ``instances_val.json``)
-and then read through the same COCO code path as real data.
+and then read through the same COCO code path as real data. Each object's ``segmentation`` is
+its exact visible silhouette (the shape minus what later shapes cover) as COCO RLE, so the
+built-in data serves instance segmentation too; its ``bbox`` and ``area`` are the mask's.
 
 Generation is deterministic in ``seed`` and all settings; a finished dataset is recognised by
 a ``done.json`` stamp holding those settings, so it is generated once per setting.
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+from pycocotools import mask as mask_utils
 
 CLASSES = ("rectangle", "circle", "triangle", "cross")
 
@@ -33,6 +36,9 @@ class ShapesSettings:
     max_object_size: int = 56
     empty_fraction: float = 0.05
     seed: int = 0
+    # write each object's visible silhouette as an RLE segmentation (also part of the cache
+    # key: datasets written before masks existed are regenerated)
+    masks: bool = True
 
 
 def _draw_shape(
@@ -112,13 +118,15 @@ def _render(rng: random.Random, s: ShapesSettings) -> tuple[Image.Image, list[di
         if len(xs) == 0:
             continue
         x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
-        objects.append(
-            {
-                "category_id": CLASSES.index(kind) + 1,
-                "bbox": [x0, y0, x1 - x0, y1 - y0],
-                "area": int(visible.sum()),
-            }
-        )
+        obj = {
+            "category_id": CLASSES.index(kind) + 1,
+            "bbox": [x0, y0, x1 - x0, y1 - y0],
+            "area": int(visible.sum()),
+        }
+        if s.masks:
+            rle = mask_utils.encode(np.asfortranarray(visible.astype(np.uint8)))
+            obj["segmentation"] = {"size": list(rle["size"]), "counts": rle["counts"].decode()}
+        objects.append(obj)
     return img, objects
 
 

@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from visdet.data.augment import DetectionAugment
@@ -133,7 +134,8 @@ class DetectorModule(TrainingModule):
     def _metric(self) -> CocoMeanAP:
         dm = self.trainer.datamodule
         if self.val_metric is None or self.val_metric.ann_file != str(dm.val_set.ann_file):
-            self.val_metric = CocoMeanAP(dm.val_set.ann_file).to(self.device)
+            masks = "mask_logits" in getattr(type(self.detector), "HEAD_OUTPUTS", ())
+            self.val_metric = CocoMeanAP(dm.val_set.ann_file, masks=masks).to(self.device)
         return self.val_metric
 
     # -- steps --------------------------------------------------------------------------
@@ -170,13 +172,14 @@ class DetectorModule(TrainingModule):
         for p, t in zip(preds, targets, strict=True):
             (ih, iw), (oh, ow) = t["input_size"], t["orig_size"]
             p["boxes"] = scale_boxes(p["boxes"], ow / iw, oh / ih)
+            if "masks" in p and len(p["masks"]) and (ih, iw) != (oh, ow):
+                p["masks"] = F.interpolate(p["masks"].float(), size=(oh, ow), mode="bilinear")
         self._metric().update(preds, [t["image_id"] for t in targets])
 
     def _log_val_loss(self, images, targets, batch_idx: int) -> None:
         with loss_mode(self.detector, seed=batch_idx) as detector:
-            losses = detector(
-                images, [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets]
-            )
+            keys = ("boxes", "labels", "masks")
+            losses = detector(images, [{k: t[k] for k in keys if k in t} for t in targets])
         bs = len(images)
         self.log("val/loss", sum(losses.values()), batch_size=bs, sync_dist=True)
         for name, value in losses.items():
@@ -199,7 +202,7 @@ class DetectorModule(TrainingModule):
         # compute() gathers every process's detections, so each process logs the same
         # values (no further reduction; every rank's checkpoint callback sees the monitor)
         for name, value in results.items():
-            if name != "per_class":
+            if name not in ("per_class", "mask_per_class"):
                 self.log(f"{prefix}/{name}", -1.0 if math.isnan(value) else float(value))
 
     def _merge_adapters(self, merge: bool) -> None:

@@ -1,11 +1,14 @@
-"""COCO box mAP as a torchmetrics Metric whose compute runs ``evaluate_coco`` (COCOeval)."""
+"""COCO box (and mask) mAP as a torchmetrics Metric whose compute runs ``evaluate_coco``
+(COCOeval)."""
 
 from __future__ import annotations
 
 import os
 from collections import Counter
 
+import numpy as np
 import torch
+from pycocotools import mask as mask_utils
 from torch import Tensor
 from torchmetrics import Metric
 
@@ -39,13 +42,24 @@ class CocoMeanAP(Metric):
     evaluated. State is gathered from every process before the evaluation (DDP); an image
     seen twice (e.g. a sampler that pads shards by repeating images) is an error, since its
     detections would count twice.
+
+    With ``masks=True`` each prediction also has ``masks`` [D, 1, H, W] or [D, H, W] in the
+    original image's pixels (probabilities, thresholded at 0.5, or bool); they are kept as
+    COCO RLE (bytes in a uint8 state, so they gather across processes) and ``compute()``
+    adds the segm evaluation as ``mask_mAP``, ``mask_mAP50``, ... (the same names with
+    ``mask_``) and ``mask_per_class``.
     """
 
     full_state_update = False
 
-    def __init__(self, ann_file: str | os.PathLike, **kwargs) -> None:
+    def __init__(self, ann_file: str | os.PathLike, masks: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
         self.ann_file = str(ann_file)
+        self.masks = masks
+        if masks:
+            self.add_state("rle_bytes", default=[], dist_reduce_fx="cat")
+            self.add_state("rle_lengths", default=[], dist_reduce_fx="cat")
+            self.add_state("rle_sizes", default=[], dist_reduce_fx="cat")
         self.coco_gt = prepare_ground_truth(ann_file)
         self.cat_ids = sorted(self.coco_gt.getCatIds())
         self.add_state("boxes", default=[], dist_reduce_fx="cat")
@@ -66,6 +80,27 @@ class CocoMeanAP(Metric):
                 torch.full((n,), int(image_id), dtype=torch.long, device=self.device)
             )
             self.seen_image_ids.append(torch.tensor([int(image_id)], device=self.device))
+            if self.masks:
+                self._add_masks(p, n)
+
+    def _add_masks(self, pred: dict[str, Tensor], n: int) -> None:
+        if "masks" not in pred:
+            raise ValueError("CocoMeanAP(masks=True) needs 'masks' in every prediction")
+        masks = pred["masks"].detach()
+        masks = masks[:, 0] if masks.dim() == 4 else masks
+        if masks.shape[0] != n:
+            raise ValueError(f"got {masks.shape[0]} masks for {n} boxes")
+        binary = masks if masks.dtype == torch.bool else masks > 0.5
+        h, w = binary.shape[-2:]
+        array = np.asfortranarray(binary.cpu().numpy().astype(np.uint8).transpose(1, 2, 0))
+        rles = mask_utils.encode(array) if n else []
+        counts = [r["counts"] for r in rles]
+        data = np.frombuffer(b"".join(counts), dtype=np.uint8).copy()
+        self.rle_bytes.append(torch.from_numpy(data).to(self.device))
+        self.rle_lengths.append(torch.tensor([len(c) for c in counts], dtype=torch.long,
+                                             device=self.device))  # fmt: skip
+        self.rle_sizes.append(torch.tensor([[h, w]] * n, dtype=torch.long,
+                                           device=self.device).reshape(n, 2))  # fmt: skip
 
     @staticmethod
     def _cat(states) -> Tensor:
@@ -90,8 +125,24 @@ class CocoMeanAP(Metric):
         results = evaluate_detections(
             self.coco_gt, self.cat_ids, boxes, scores, labels, det_ids, seen
         )
+        if self.masks:
+            rles = self._rles()
+            masked = evaluate_detections(self.coco_gt, self.cat_ids, boxes, scores, labels,
+                                         det_ids, seen, rles)  # fmt: skip
+            masked.pop("detections", None)
+            results.update({f"mask_{k}": v for k, v in masked.items()})
         results["num_images"] = len(seen)
         return results
+
+    def _rles(self) -> list[dict]:
+        data = self._cat(self.rle_bytes).cpu().to(torch.uint8).numpy().tobytes()
+        lengths = self._cat(self.rle_lengths).cpu().long().tolist()
+        sizes = self._cat(self.rle_sizes).cpu().long().reshape(-1, 2).tolist()
+        out, start = [], 0
+        for length, size in zip(lengths, sizes, strict=True):
+            out.append({"size": size, "counts": data[start : start + length].decode()})
+            start += length
+        return out
 
 
 def evaluate_detections(
@@ -102,12 +153,14 @@ def evaluate_detections(
     labels: Tensor,
     image_ids: Tensor,
     seen_ids: list[int],
+    masks: list[dict] | None = None,
 ) -> dict:
     """COCO box evaluation (``evaluate_coco``) of detections given as flat tensors: ``boxes``
     [D, 4] xyxy, ``scores`` [D], ``labels`` [D] in 1..K (label k = ``cat_ids[k - 1]``),
     ``image_ids`` [D]; only the images ``seen_ids`` count. Stats absent for COCOeval (-1)
     and classes without ground truth are nan; ``detections`` holds the detections as COCO
-    results (xywh, category ids), for the evaluation report."""
+    results (xywh, category ids), for the evaluation report. With ``masks`` (one COCO RLE
+    per detection) the evaluation is segm instead."""
     results = {name: float("nan") for name in SUMMARY_NAMES}
     results["per_class"] = {coco_gt.cats[c].get("name", str(c)): float("nan") for c in cat_ids}
     if not seen_ids:
@@ -120,8 +173,13 @@ def evaluate_detections(
             image_ids.tolist(), labels.tolist(), xywh.tolist(), scores.tolist(), strict=True
         )
     ]
+    if masks is not None:  # segm results as torchvision's reference writes them: no bbox
+        for det, rle in zip(dets, masks, strict=True):
+            del det["bbox"]
+            det["segmentation"] = rle
     results["detections"] = dets
-    evaluation = evaluate_coco(coco_gt, dets, "bbox", image_ids=seen_ids)
+    iou_type = "bbox" if masks is None else "segm"
+    evaluation = evaluate_coco(coco_gt, dets, iou_type, image_ids=seen_ids)
     for name, stat in zip(SUMMARY_NAMES, STAT_NAMES, strict=True):
         value = evaluation.stats[stat]
         results[name] = value if value >= 0 else float("nan")

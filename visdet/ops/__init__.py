@@ -24,7 +24,7 @@ from visdet.ops.losses import (
 from visdet.ops.matcher import Matcher
 from visdet.ops.nms import batched_nms, nms
 from visdet.ops.paste_masks import paste_masks_in_image
-from visdet.ops.resize import resize_image, resized_size
+from visdet.ops.resize import resize_image, resize_masks, resized_size
 from visdet.ops.roi_align import roi_align
 from visdet.ops.sampler import BalancedPositiveNegativeSampler
 
@@ -50,6 +50,7 @@ __all__ = [
     "postprocess_detections",
     "remove_small_boxes",
     "resize_image",
+    "resize_masks",
     "sigmoid_focal_loss",
     "resized_size",
     "roi_align",

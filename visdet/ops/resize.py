@@ -51,3 +51,13 @@ def resize_to(image: Tensor, size: tuple[int, int], antialias: bool = False) -> 
         align_corners=False,
         antialias=antialias and shrinks,
     )[0]
+
+
+def resize_masks(masks: Tensor, size) -> Tensor:
+    """Instance masks [N, H, W] (0/1) resized to ``size`` (h, w) by nearest neighbour, as
+    uint8 (torchvision's ``_resize_image_and_masks``); unchanged when already that size."""
+    if tuple(masks.shape[-2:]) == tuple(size):
+        return masks
+    if masks.shape[0] == 0:
+        return masks.new_zeros((0, *size), dtype=torch.uint8)
+    return F.interpolate(masks[:, None].float(), size=tuple(size))[:, 0].byte()

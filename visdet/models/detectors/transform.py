@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from visdet.models.image_batch import ImageBatch
 from visdet.ops.boxes import scale_boxes
-from visdet.ops.resize import resize_image
+from visdet.ops.resize import resize_image, resize_masks
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -21,16 +21,6 @@ def _ratio(new: int, old: int) -> float:
     """new / old rounded to float32, as torchvision's ``resize_boxes`` computes the target
     boxes' scale (so that anchor matching on the scaled boxes is the same, ties included)."""
     return float(torch.tensor(new, dtype=torch.float32) / torch.tensor(old, dtype=torch.float32))
-
-
-def resize_masks(masks: Tensor, size) -> Tensor:
-    """Instance masks [N, H, W] resized to ``size`` (h, w) by nearest neighbour, as uint8
-    (torchvision's ``_resize_image_and_masks``)."""
-    if tuple(masks.shape[-2:]) == tuple(size):
-        return masks
-    if masks.shape[0] == 0:
-        return masks.new_zeros((0, *size), dtype=torch.uint8)
-    return F.interpolate(masks[:, None].float(), size=tuple(size))[:, 0].byte()
 
 
 class DetectionTransform(nn.Module):
