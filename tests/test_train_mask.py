@@ -32,3 +32,9 @@ def test_tiny_mask_rcnn_run_learns_masks_and_predicts_them(tmp_path):
     with torch.no_grad():
         out = detector.detector.eval()([torch.rand(3, 50, 70)])[0]
     assert out["masks"].shape == (len(out["boxes"]), 1, 50, 70)
+    detector.detector.roi_heads.score_thresh = 0.0  # an untrained model: take every box
+    found = detector.predict(torch.rand(3, 50, 70))[0]
+    assert found["masks"].dtype == torch.bool
+    assert found["masks"].shape == (len(found["boxes"]), 50, 70) and len(found["boxes"]) > 0
+    with pytest.raises(ValueError, match="tiled inference does not merge instance masks"):
+        detector.predict(torch.rand(3, 50, 70), tile={"size": 32})

@@ -8,14 +8,12 @@ its RetinaHead outputs in MMDetection's ``permute(0, 2, 3, 1).reshape(-1, K)`` o
 anchor formula (octave_base_scale 4, 3 scales per octave, unrounded, centre offset 0).
 """
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
+from mmdet_dense_state import mmdet_dense_state
 
 from visdet.config.presets import build_detector
-from visdet.models.backbones import ResNet
 from visdet.models.families import family_of
 from visdet.models.weights.convert.mmdet_retinanet import retinanet_from_mmdet
 
@@ -23,27 +21,9 @@ NUM_CLASSES, ANCHORS = 3, 9
 
 
 def mmdet_state() -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    state = {f"backbone.{k}": v for k, v in ResNet(50, norm="frozen_bn").state_dict().items()}
-    shapes = {}
-    for i, c in enumerate((512, 1024, 2048)):
-        shapes[f"neck.lateral_convs.{i}.conv"] = (256, c, 1, 1)
-        shapes[f"neck.fpn_convs.{i}.conv"] = (256, 256, 3, 3)
-    shapes["neck.fpn_convs.3.conv"] = (256, 2048, 3, 3)  # add_extra_convs='on_input'
-    shapes["neck.fpn_convs.4.conv"] = (256, 256, 3, 3)
-    for tower in ("cls_convs", "reg_convs"):
-        for i in range(4):
-            shapes[f"bbox_head.{tower}.{i}.conv"] = (256, 256, 3, 3)
-    shapes["bbox_head.retina_cls"] = (ANCHORS * NUM_CLASSES, 256, 3, 3)
-    shapes["bbox_head.retina_reg"] = (ANCHORS * 4, 256, 3, 3)
-    for name, shape in shapes.items():
-        fan_in = math.prod(shape[1:])
-        state[f"{name}.weight"] = torch.randn(*shape, generator=g) / math.sqrt(fan_in)
-        state[f"{name}.bias"] = torch.randn(shape[0], generator=g) * 0.1
-    for k, v in state.items():
-        if k.startswith("backbone.") and v.is_floating_point():
-            state[k] = v + torch.randn(v.shape, generator=g) * (0.05 if v.dim() > 1 else 0.01)
-    return state
+    head = {"bbox_head.retina_cls": (ANCHORS * NUM_CLASSES, 256, 3, 3),
+            "bbox_head.retina_reg": (ANCHORS * 4, 256, 3, 3)}  # fmt: skip
+    return mmdet_dense_state(head, 2048, torch.Generator().manual_seed(0))  # 'on_input'
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ from torchvision.models.detection import maskrcnn_resnet50_fpn, maskrcnn_resnet5
 
 sys.path.insert(0, str(Path(__file__).parent))
 import deterministic_weights as dw  # noqa: E402
+from make_torchvision_dense_detector_references import train_losses  # noqa: E402
 
 SETTINGS = {"min_size": 128, "max_size": 200, "rpn_post_nms_top_n_test": 100,
             "box_detections_per_img": 20}  # fmt: skip
@@ -60,16 +61,6 @@ def targets() -> list[dict[str, torch.Tensor]]:
     for t, (h, w) in zip(out, ((120, 160), (96, 72)), strict=True):
         t["masks"] = ellipse_masks(t["boxes"], h, w)
     return out
-
-
-def train_losses(model, images, tgts) -> dict[str, torch.Tensor]:
-    model.train()
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.eval()
-    losses = model(images, tgts)
-    model.eval()
-    return {k: v.detach() for k, v in losses.items()}
 
 
 def mask_probabilities(model, images) -> list[torch.Tensor]:

@@ -176,7 +176,8 @@ class Detector:
         Returns one dict per image: ``boxes`` float32 [N, 4] xyxy in that image's original
         pixels, ``scores`` float32 [N], ``labels`` int64 [N] in 1..K, ``names`` list[str],
         ``category_ids`` list[int] (the dataset's original ids), sorted by decreasing score,
-        on the CPU.
+        on the CPU; a Mask R-CNN adds ``masks`` bool [N, H, W] in the original pixels (its
+        masks resized bilinearly, above 0.5).
         """
         items = list(images) if isinstance(images, (list, tuple)) else [images]
         _check_positive_int(batch_size, "batch_size")
@@ -194,6 +195,11 @@ class Detector:
         results = []
         for start, chunk in _chunks(items, batch_size):
             tensors = [to_image_tensor(x, f"images[{start + i}]") for i, x in enumerate(chunk)]
+            if settings is not None and "mask_logits" in getattr(
+                type(self.detector), "HEAD_OUTPUTS", ()
+            ):
+                raise ValueError("tile: tiled inference does not merge instance masks yet; "
+                                 "predict whole images (tile=None)")  # fmt: skip
             if settings is None:
                 preds = self.predict_tensors(tensors, batch_size)
             else:
@@ -215,13 +221,14 @@ class Detector:
                 boxes = pred["boxes"] * pred["boxes"].new_tensor(
                     [ow / iw, oh / ih, ow / iw, oh / ih]
                 )
-                out.append(
-                    {
-                        "boxes": boxes.to("cpu", torch.float32).clone(),
-                        "scores": pred["scores"].to("cpu", torch.float32).clone(),
-                        "labels": pred["labels"].to("cpu", torch.int64).clone(),
-                    }
-                )
+                result = {
+                    "boxes": boxes.to("cpu", torch.float32).clone(),
+                    "scores": pred["scores"].to("cpu", torch.float32).clone(),
+                    "labels": pred["labels"].to("cpu", torch.int64).clone(),
+                }
+                if "masks" in pred:
+                    result["masks"] = _masks_in_original_pixels(pred["masks"], (oh, ow))
+                out.append(result)
         return out
 
     def preprocess(self, image: Tensor) -> Tensor:
@@ -267,13 +274,16 @@ class Detector:
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         order = torch.sort(scores, descending=True, stable=True).indices[:max_det]
         boxes, scores, labels = boxes[order], scores[order], labels[order]
-        return {
+        result = {
             "boxes": boxes,
             "scores": scores,
             "labels": labels,
             "names": [self.class_names[k - 1] for k in labels.tolist()],
             "category_ids": [self.category_ids[k - 1] for k in labels.tolist()],
         }
+        if "masks" in pred:
+            result["masks"] = pred["masks"][keep][order]
+        return result
 
     def __repr__(self) -> str:
         return (
@@ -415,3 +425,12 @@ def _check_positive_int(value, name: str) -> None:
 def _chunks(items: list, size: int) -> Iterator[tuple[int, list]]:
     for start in range(0, len(items), size):
         yield start, items[start : start + size]
+
+
+def _masks_in_original_pixels(masks: Tensor, size: tuple[int, int]) -> Tensor:
+    """A detector's masks [N, 1, h, w] (probabilities or bool) at its input size -> bool
+    [N, H, W] at the original image's ``size`` (bilinear, above 0.5), on the CPU."""
+    masks = masks.float()
+    if tuple(masks.shape[-2:]) != tuple(size) and masks.shape[0]:
+        masks = torch.nn.functional.interpolate(masks, size=tuple(size), mode="bilinear")
+    return (masks[:, 0] > 0.5).cpu() if masks.shape[0] else torch.zeros((0, *size), dtype=torch.bool)
