@@ -433,4 +433,6 @@ def _masks_in_original_pixels(masks: Tensor, size: tuple[int, int]) -> Tensor:
     masks = masks.float()
     if tuple(masks.shape[-2:]) != tuple(size) and masks.shape[0]:
         masks = torch.nn.functional.interpolate(masks, size=tuple(size), mode="bilinear")
-    return (masks[:, 0] > 0.5).cpu() if masks.shape[0] else torch.zeros((0, *size), dtype=torch.bool)
+    if not masks.shape[0]:
+        return torch.zeros((0, *size), dtype=torch.bool)
+    return (masks[:, 0] > 0.5).cpu()
