@@ -5,6 +5,7 @@ adds its own head layers (``head_shapes``) and extras."""
 import math
 
 import torch
+import torch.nn.functional as F
 
 from visdet.models.backbones import ResNet
 
@@ -36,3 +37,20 @@ def mmdet_dense_state(head_shapes: dict[str, tuple[int, ...]], p6_in_channels: i
         if k.startswith("backbone.") and k.endswith("running_var"):
             state[k] = state[k].abs() + 0.5
     return state
+
+
+def conv(x, state, name, stride=1, padding=1, bias=True):
+    """MMDetection's conv ``name`` of ``state`` in float64."""
+    b = state[f"{name}.bias"].double() if bias else None
+    return F.conv2d(x, state[f"{name}.weight"].double(), b, stride, padding)
+
+
+def mmdet_fpn_p3_p5(c3, c4, c5, state):
+    """MMDetection's FPN (start_level=1): laterals, nearest top-down sums, 3x3 outputs."""
+    laterals = [conv(c, state, f"neck.lateral_convs.{i}.conv", padding=0)
+                for i, c in enumerate((c3, c4, c5))]  # fmt: skip
+    for i in (2, 1):
+        laterals[i - 1] = laterals[i - 1] + F.interpolate(
+            laterals[i], size=laterals[i - 1].shape[2:]
+        )
+    return [conv(x, state, f"neck.fpn_convs.{i}.conv") for i, x in enumerate(laterals)]

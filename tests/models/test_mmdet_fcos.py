@@ -17,7 +17,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from mmdet_dense_state import mmdet_dense_state
+from mmdet_dense_state import conv, mmdet_dense_state, mmdet_fpn_p3_p5
 
 from visdet.config.presets import build_detector
 from visdet.models.families import family_of
@@ -63,11 +63,6 @@ def converted():
 # ---- MMDetection-style brute-force references -------------------------------------------
 
 
-def conv(x, s, name, stride=1, padding=1, bias=True):
-    b = s[f"{name}.bias"] if bias else None
-    return F.conv2d(x, s[f"{name}.weight"], b, stride, padding)
-
-
 def bn(x, s, name):
     scale = s[f"{name}.weight"] / torch.sqrt(s[f"{name}.running_var"] + 1e-5)
     shift = s[f"{name}.bias"] - s[f"{name}.running_mean"] * scale
@@ -96,13 +91,7 @@ def caffe_resnet50(x, s):
 
 
 def mmdet_fpn(c3, c4, c5, s):
-    laterals = [conv(c, s, f"neck.lateral_convs.{i}.conv", padding=0)
-                for i, c in enumerate((c3, c4, c5))]  # fmt: skip
-    for i in (2, 1):
-        laterals[i - 1] = laterals[i - 1] + F.interpolate(
-            laterals[i], size=laterals[i - 1].shape[2:]
-        )
-    outs = [conv(x, s, f"neck.fpn_convs.{i}.conv") for i, x in enumerate(laterals)]
+    outs = mmdet_fpn_p3_p5(c3, c4, c5, s)
     outs.append(conv(outs[-1], s, "neck.fpn_convs.3.conv", stride=2))  # on_output
     outs.append(conv(F.relu(outs[-1]), s, "neck.fpn_convs.4.conv", stride=2))  # relu_before
     return outs

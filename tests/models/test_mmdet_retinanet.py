@@ -11,7 +11,7 @@ anchor formula (octave_base_scale 4, 3 scales per octave, unrounded, centre offs
 import pytest
 import torch
 import torch.nn.functional as F
-from mmdet_dense_state import mmdet_dense_state
+from mmdet_dense_state import conv, mmdet_dense_state, mmdet_fpn_p3_p5
 
 from visdet.config.presets import build_detector
 from visdet.models.families import family_of
@@ -36,19 +36,8 @@ def converted():
     return state, detector.double().eval()
 
 
-def conv(x, state, name, stride=1, padding=1):
-    return F.conv2d(x, state[f"{name}.weight"].double(), state[f"{name}.bias"].double(),
-                    stride, padding)  # fmt: skip
-
-
 def mmdet_fpn(c3, c4, c5, s):
-    laterals = [conv(c, s, f"neck.lateral_convs.{i}.conv", padding=0)
-                for i, c in enumerate((c3, c4, c5))]  # fmt: skip
-    for i in (2, 1):
-        laterals[i - 1] = laterals[i - 1] + F.interpolate(
-            laterals[i], size=laterals[i - 1].shape[2:]
-        )
-    outs = [conv(x, s, f"neck.fpn_convs.{i}.conv") for i, x in enumerate(laterals)]
+    outs = mmdet_fpn_p3_p5(c3, c4, c5, s)
     p6 = conv(c5, s, "neck.fpn_convs.3.conv", stride=2)
     return [*outs, p6, conv(p6, s, "neck.fpn_convs.4.conv", stride=2)]  # relu_before_extra=False
 

@@ -80,3 +80,17 @@ def test_no_masks_and_bad_shapes():
         paste_masks_in_image(torch.zeros(2, 28, 28), torch.zeros(3, 4), (5, 7))
     with pytest.raises(ValueError, match=r"\[N, 1, M, M\]"):
         paste_masks_in_image(torch.zeros(2, 3, 28, 28), torch.zeros(2, 4), (5, 7))
+
+
+def test_masks_at_size_resizes_then_thresholds():
+    from visdet.ops import masks_at_size
+
+    probs = torch.zeros(2, 1, 4, 4)
+    probs[0, 0, :2] = 0.9  # top half
+    probs[1, 0] = 0.4  # below the threshold everywhere
+    out = masks_at_size(probs, (8, 6))
+    assert out.dtype == torch.bool and out.shape == (2, 8, 6)
+    assert out[0, :3].all() and not out[0, 5:].any() and not out[1].any()
+    same = masks_at_size(probs > 0.5, (4, 4))
+    assert torch.equal(same, probs[:, 0] > 0.5)
+    assert masks_at_size(torch.zeros(0, 1, 4, 4), (8, 6)).shape == (0, 8, 6)

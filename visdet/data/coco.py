@@ -285,7 +285,7 @@ class CocoDetection(Dataset):
             for a in self.coco.imgToAnns.get(image_id, [])
             if a.get("iscrowd", 0) and "segmentation" in a
         ]
-        return rles, merge_rles(crowd, h, w)
+        return rles, merge_rles(crowd)
 
     def _report_dropped(self, total: dict[str, int]) -> None:
         self.dropped_boxes = sum(total.values())

@@ -51,7 +51,7 @@ def annotation_rle(segmentation, height: int, width: int, where: str = "segmenta
     )
 
 
-def merge_rles(rles: list[dict], height: int, width: int) -> dict | None:
+def merge_rles(rles: list[dict]) -> dict | None:
     """The union of ``rles`` (None when there are none)."""
     if not rles:
         return None

@@ -31,6 +31,8 @@ from visdet.inference.description import (
 )
 from visdet.inference.image_source import to_image_tensor
 from visdet.inference.tiling import TileSettings, predict_tiled
+from visdet.models.families import predicts_masks
+from visdet.ops.paste_masks import masks_at_size
 from visdet.ops.resize import resize_image
 
 log = logging.getLogger(__name__)
@@ -195,9 +197,7 @@ class Detector:
         results = []
         for start, chunk in _chunks(items, batch_size):
             tensors = [to_image_tensor(x, f"images[{start + i}]") for i, x in enumerate(chunk)]
-            if settings is not None and "mask_logits" in getattr(
-                type(self.detector), "HEAD_OUTPUTS", ()
-            ):
+            if settings is not None and predicts_masks(self.detector):
                 raise ValueError("tile: tiled inference does not merge instance masks yet; "
                                  "predict whole images (tile=None)")  # fmt: skip
             if settings is None:
@@ -227,7 +227,7 @@ class Detector:
                     "labels": pred["labels"].to("cpu", torch.int64).clone(),
                 }
                 if "masks" in pred:
-                    result["masks"] = _masks_in_original_pixels(pred["masks"], (oh, ow))
+                    result["masks"] = masks_at_size(pred["masks"], (oh, ow)).cpu()
                 out.append(result)
         return out
 
@@ -425,14 +425,3 @@ def _check_positive_int(value, name: str) -> None:
 def _chunks(items: list, size: int) -> Iterator[tuple[int, list]]:
     for start in range(0, len(items), size):
         yield start, items[start : start + size]
-
-
-def _masks_in_original_pixels(masks: Tensor, size: tuple[int, int]) -> Tensor:
-    """A detector's masks [N, 1, h, w] (probabilities or bool) at its input size -> bool
-    [N, H, W] at the original image's ``size`` (bilinear, above 0.5), on the CPU."""
-    masks = masks.float()
-    if tuple(masks.shape[-2:]) != tuple(size) and masks.shape[0]:
-        masks = torch.nn.functional.interpolate(masks, size=tuple(size), mode="bilinear")
-    if not masks.shape[0]:
-        return torch.zeros((0, *size), dtype=torch.bool)
-    return (masks[:, 0] > 0.5).cpu()

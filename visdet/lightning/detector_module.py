@@ -7,7 +7,6 @@ import math
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from visdet.data.augment import DetectionAugment
@@ -15,9 +14,11 @@ from visdet.lightning.model_description import with_classes
 from visdet.lightning.training_module import TrainingModule
 from visdet.metrics import CocoMeanAP
 from visdet.models.detectors.loss_mode import loss_mode
+from visdet.models.families import predicts_masks
 from visdet.models.lora import LoRAConfig, LoRALayer, inject_lora, save_adapters
 from visdet.models.weights.pretrained import init_backbone, init_detector
 from visdet.ops.boxes import scale_boxes
+from visdet.ops.paste_masks import masks_at_size
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ class DetectorModule(TrainingModule):
     def _metric(self) -> CocoMeanAP:
         dm = self.trainer.datamodule
         if self.val_metric is None or self.val_metric.ann_file != str(dm.val_set.ann_file):
-            masks = "mask_logits" in getattr(type(self.detector), "HEAD_OUTPUTS", ())
+            masks = predicts_masks(self.detector)
             self.val_metric = CocoMeanAP(dm.val_set.ann_file, masks=masks).to(self.device)
         return self.val_metric
 
@@ -172,8 +173,8 @@ class DetectorModule(TrainingModule):
         for p, t in zip(preds, targets, strict=True):
             (ih, iw), (oh, ow) = t["input_size"], t["orig_size"]
             p["boxes"] = scale_boxes(p["boxes"], ow / iw, oh / ih)
-            if "masks" in p and len(p["masks"]) and (ih, iw) != (oh, ow):
-                p["masks"] = F.interpolate(p["masks"].float(), size=(oh, ow), mode="bilinear")
+            if "masks" in p:
+                p["masks"] = masks_at_size(p["masks"], (oh, ow))
         self._metric().update(preds, [t["image_id"] for t in targets])
 
     def _log_val_loss(self, images, targets, batch_idx: int) -> None:

@@ -33,3 +33,9 @@ def family_of(detector: nn.Module) -> DetectorFamily:
                 return family
     names = ", ".join(f.detector.__name__ for f in DETECTOR_FAMILIES)
     raise TypeError(f"{type(detector).__name__} is not a registered detector family ({names})")
+
+
+def predicts_masks(detector: nn.Module) -> bool:
+    """Whether ``detector`` returns instance ``masks`` with its detections (its head outputs
+    include mask logits: Mask R-CNN)."""
+    return "mask_logits" in getattr(type(detector), "HEAD_OUTPUTS", ())

@@ -23,7 +23,7 @@ from visdet.ops.losses import (
 )
 from visdet.ops.matcher import Matcher
 from visdet.ops.nms import batched_nms, nms
-from visdet.ops.paste_masks import paste_masks_in_image
+from visdet.ops.paste_masks import masks_at_size, paste_masks_in_image
 from visdet.ops.resize import resize_image, resize_masks, resized_size
 from visdet.ops.roi_align import roi_align
 from visdet.ops.sampler import BalancedPositiveNegativeSampler
@@ -45,6 +45,7 @@ __all__ = [
     "distance_box_iou_loss",
     "generalized_box_iou",
     "generalized_box_iou_loss",
+    "masks_at_size",
     "nms",
     "paste_masks_in_image",
     "postprocess_detections",

@@ -66,3 +66,14 @@ def paste_masks_in_image(
         crop = resized[top - y0 : bottom - y0, left - x0 : right - x0]
         out[i, top:bottom, left:right] = crop > threshold if threshold is not None else crop
     return out
+
+
+def masks_at_size(masks: Tensor, size: tuple[int, int], threshold: float = 0.5) -> Tensor:
+    """Pasted masks [N, 1, h, w] or [N, h, w] (probabilities or bool) -> bool [N, H, W] at
+    ``size``: resized bilinearly when the size differs, then above ``threshold``."""
+    masks = masks[:, 0] if masks.dim() == 4 else masks
+    if masks.shape[0] == 0:
+        return torch.zeros((0, *size), dtype=torch.bool, device=masks.device)
+    if tuple(masks.shape[-2:]) != tuple(size):
+        masks = F.interpolate(masks[:, None].float(), size=tuple(size), mode="bilinear")[:, 0]
+    return masks > threshold if masks.dtype != torch.bool else masks
