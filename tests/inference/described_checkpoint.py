@@ -14,13 +14,21 @@ from visdet.config.presets import compose_train_config
 from visdet.models.weights.safetensors_file import save_weights
 
 OVERRIDES = ["model=faster_rcnn_r18_fpn", "data.num_classes=3", "neck.out_channels=32"]
+MASK_OVERRIDES = [
+    "model=mask_rcnn_r18_fpn",
+    "data.num_classes=3",
+    "neck.out_channels=32",
+    "model.detector.mask_layers=[16,16]",
+    "model.detector.mask_dim_reduced=16",
+]
 CLASSES = [{"id": 7, "name": "cat"}, {"id": 9, "name": "dog"}, {"id": 12, "name": "bird"}]
 PREPROCESSING = {"min_size": 96, "max_size": 160, "antialias": True}
 
 
-def make_small_model() -> dict:
-    """``{"node": detector config, "state": weights, "description": DESCRIPTION}``."""
-    cfg = compose_train_config(OVERRIDES)
+def make_small_model(overrides=OVERRIDES) -> dict:
+    """``{"node": detector config, "state": weights, "description": DESCRIPTION}``; the
+    Faster R-CNN of ``OVERRIDES`` or, with ``MASK_OVERRIDES``, a Mask R-CNN."""
+    cfg = compose_train_config(overrides)
     node = OmegaConf.to_container(cfg.model.detector, resolve=True)
     torch.manual_seed(0)
     detector = instantiate(node)

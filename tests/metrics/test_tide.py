@@ -4,6 +4,7 @@ import io
 
 import numpy as np
 import pytest
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -154,12 +155,12 @@ def test_bad_arguments(tmp_path):
         tide_errors(path, [], max_dets=0)
 
 
-def cocoeval_ap(data, dets, threshold_index):
+def cocoeval_ap(data, dets, threshold_index, iou_type="bbox"):
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
         gt.dataset = copy.deepcopy(renumbered(data))
         gt.createIndex()
-        ev = COCOeval(gt, gt.loadRes(copy.deepcopy(dets)), "bbox")
+        ev = COCOeval(gt, gt.loadRes(copy.deepcopy(dets)), iou_type)
         ev.evaluate()
         ev.accumulate()
     p = ev.eval["precision"][threshold_index, :, :, 0, 2]
@@ -174,17 +175,36 @@ def test_base_ap_is_cocoevals_at_that_threshold(tmp_path, pos, index):
     assert result["AP"] == pytest.approx(cocoeval_ap(data, dets, index), abs=1e-12)
 
 
-def brute_force_counts(data, dets, pos, bg):
-    """TIDE's rules with plain loops: COCO matching per image and category, then the tests in
-    TIDE's order for each false positive, then misses."""
+def box_iou(d, g, crowd=False):
+    d, g = d["bbox"], g["bbox"]
+    w = min(d[0] + d[2], g[0] + g[2]) - max(d[0], g[0])
+    h = min(d[1] + d[3], g[1] + g[3]) - max(d[1], g[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    union = d[2] * d[3] if crowd else d[2] * d[3] + g[2] * g[3] - w * h
+    return w * h / union if union > 0 else 0.0
+
+
+def pixel_mask_iou(sizes):
+    """Mask IoU by counting pixels of the decoded polygons (numpy, per pair)."""
+
+    def pixels(item):
+        h, w = sizes[item["image_id"]]
+        return mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(
+            item["segmentation"], h, w))).astype(bool)  # fmt: skip
 
     def iou(d, g, crowd=False):
-        w = min(d[0] + d[2], g[0] + g[2]) - max(d[0], g[0])
-        h = min(d[1] + d[3], g[1] + g[3]) - max(d[1], g[1])
-        if w <= 0 or h <= 0:
-            return 0.0
-        union = d[2] * d[3] if crowd else d[2] * d[3] + g[2] * g[3] - w * h
-        return w * h / union if union > 0 else 0.0
+        a, b = pixels(d), pixels(g)
+        inter = np.logical_and(a, b).sum()
+        union = a.sum() if crowd else np.logical_or(a, b).sum()
+        return inter / union if union else 0.0
+
+    return iou
+
+
+def brute_force_counts(data, dets, pos, bg, iou=box_iou):
+    """TIDE's rules with plain loops: COCO matching per image and category, then the tests in
+    TIDE's order for each false positive, then misses."""
 
     counts = dict.fromkeys(ERROR_TYPES, 0)
     for image in data["images"]:
@@ -201,26 +221,21 @@ def brute_force_counts(data, dets, pos, bg):
                 best, best_iou = None, pos
                 for j, g in enumerate(gts):
                     if g["category_id"] == cat and j not in matched:
-                        v = iou(d["bbox"], g["bbox"])
+                        v = iou(d, g)
                         if v >= best_iou:
                             best, best_iou = j, v
                 if best is not None:
                     matched.add(best)
                 elif not any(
-                    c["category_id"] == cat and iou(d["bbox"], c["bbox"], crowd=True) >= pos
-                    for c in crowds
+                    c["category_id"] == cat and iou(d, c, crowd=True) >= pos for c in crowds
                 ):
                     fps.append(d)
         for d in fps:
             same = [
-                (iou(d["bbox"], g["bbox"]), j)
-                for j, g in enumerate(gts)
-                if g["category_id"] == d["category_id"]
+                (iou(d, g), j) for j, g in enumerate(gts) if g["category_id"] == d["category_id"]
             ]
             other = [
-                (iou(d["bbox"], g["bbox"]), j)
-                for j, g in enumerate(gts)
-                if g["category_id"] != d["category_id"]
+                (iou(d, g), j) for j, g in enumerate(gts) if g["category_id"] != d["category_id"]
             ]
             top_same = max(same, default=(0.0, -1), key=lambda t: t[0])
             top_other = max(other, default=(0.0, -1), key=lambda t: t[0])
@@ -253,3 +268,40 @@ def test_error_counts_equal_a_brute_force_count(tmp_path):
     assert all(0 <= v <= 1 for v in result["dAP"].values())
     assert result["dAP"]["loc"] > 0 and result["dAP"]["bkg"] > 0 and result["dAP"]["miss"] > 0
     assert np.isfinite(result["AP"]) and 0 < result["AP"] < 1
+
+
+def triangles(dets):
+    """The detections with their masks cut to the lower-left half of their boxes, so that
+    mask IoU differs from box IoU."""
+    out = []
+    for d in dets:
+        x, y, w, h = d["bbox"]
+        out.append({**d, "segmentation": [[x, y, x + w, y + h, x, y + h]]})
+    return out
+
+
+@pytest.mark.parametrize(("pos", "index"), [(0.5, 0), (0.75, 5)])
+def test_segm_base_ap_is_cocoevals_segm_ap_at_that_threshold(tmp_path, pos, index):
+    data = make_annotations(seed=7, num_images=15)
+    dets = triangles(make_results(data, seed=8))
+    path = write_json(tmp_path / "gt.json", data)
+    segm = tide_errors(path, dets, pos_thresh=pos, iou_type="segm")
+    assert segm["AP"] == pytest.approx(cocoeval_ap(data, dets, index, "segm"), abs=1e-12)
+    assert segm["AP"] != pytest.approx(tide_errors(path, dets, pos_thresh=pos)["AP"])
+
+
+def test_segm_error_counts_equal_a_brute_force_count_on_pixels(tmp_path):
+    data = make_annotations(seed=9, num_images=10)
+    dets = triangles(make_results(data, seed=10))
+    sizes = {im["id"]: (im["height"], im["width"]) for im in data["images"]}
+    result = tide_errors(write_json(tmp_path / "gt.json", data), dets, iou_type="segm")
+    assert result["counts"] == brute_force_counts(data, dets, 0.5, 0.1, pixel_mask_iou(sizes))
+    assert result["counts"] != tide_errors(tmp_path / "gt.json", dets)["counts"]
+
+
+def test_segm_needs_segmentations(tmp_path):
+    path = gt_file(tmp_path, [(1, A)])
+    with pytest.raises(ValueError, match="segmentation"):
+        tide_errors(path, [det(1, A, 0.9)], iou_type="segm")
+    with pytest.raises(ValueError, match="iou_type must be"):
+        tide_errors(path, [], iou_type="keypoints")

@@ -12,6 +12,7 @@ import torch
 from hydra import compose, initialize_config_module
 from metrics.coco_synth import make_annotations, make_results, write_json
 from PIL import Image
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -160,3 +161,92 @@ def test_batch_size_defaults_to_the_training_runs():
     assert eval_batch_size(OmegaConf.create({"batch_size": None}), bare) == 8
     with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
         eval_batch_size(OmegaConf.create({"batch_size": 0}), bare)
+
+
+def pycocotools_segm_stats(data: dict, results: list[dict]) -> np.ndarray:
+    data = json.loads(json.dumps(data))
+    for new_id, a in enumerate(data["annotations"], start=1):
+        a["id"] = new_id
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = data
+        gt.createIndex()
+        ev = COCOeval(gt, gt.loadRes(json.loads(json.dumps(results))), "segm")
+        ev.evaluate(), ev.accumulate(), ev.summarize()
+    return ev.stats
+
+
+def triangle_masks(results: list[dict]) -> list[dict]:
+    """Each detection's mask cut to the lower-left half of its box (mask AP != box AP)."""
+    out = []
+    for r in results:
+        x, y, w, h = r["bbox"]
+        out.append({**r, "segmentation": [[x, y, x + w, y + h, x, y + h]]})
+    return out
+
+
+def test_a_results_file_with_masks_is_evaluated_as_boxes_and_masks(tmp_path, results_files):
+    data, results, gt, _ = results_files
+    results = triangle_masks(results)
+    dt = write_json(tmp_path / "masks.json", results)
+    out = tmp_path / "out"
+    cfg = eval_cfg(f"paths.output_dir={out}", f"detections={dt}", f"annotations={gt}",
+                   f"images={tmp_path / 'images'}")  # fmt: skip
+    metrics = run_eval(cfg)  # iou_type=null: bbox and segm, since every detection has a mask
+    expected = pycocotools_segm_stats(data, results)
+    for name, value in zip(STAT_NAMES, expected, strict=True):
+        assert metrics["segm"][name] == pytest.approx(value, abs=1e-9)
+    assert metrics["segm"]["AP"] != pytest.approx(metrics["bbox"]["AP"])
+    assert set(metrics["tide_segm"]["dAP"]) == set(metrics["tide"]["dAP"])
+    assert metrics["tide_segm"]["counts"] != metrics["tide"]["counts"]
+    for name in ("per_class_segm.csv", "pr_curves_segm.png", "per_class.csv", "pr_curves.png"):
+        assert (out / name).stat().st_size > 0
+    html = (out / "report.html").read_text()
+    assert "Summary — instance masks (segm)" in html and "Error breakdown (TIDE) — instance" in html
+
+
+def test_a_masks_only_results_file_needs_no_boxes(tmp_path, results_files):
+    """iou_type=segm with detections that give only masks (the confusion matrix and gallery
+    use the masks' bounding boxes, as pycocotools' loadRes)."""
+    data, results, gt, _ = results_files
+    sizes = {i["id"]: (i["height"], i["width"]) for i in data["images"]}
+    masks_only = []
+    for r in triangle_masks(results):  # as RLEs, as frameworks write them
+        rle = mask_utils.merge(mask_utils.frPyObjects(r["segmentation"], *sizes[r["image_id"]]))
+        rle["counts"] = rle["counts"].decode()
+        masks_only.append({**{k: v for k, v in r.items() if k != "bbox"}, "segmentation": rle})
+    dt = write_json(tmp_path / "segm.json", masks_only)
+    out = tmp_path / "out"
+    metrics = run_eval(eval_cfg(f"paths.output_dir={out}", f"detections={dt}",
+                                f"annotations={gt}", "iou_type=segm"))  # fmt: skip
+    expected = pycocotools_segm_stats(data, masks_only)
+    assert metrics["segm"]["AP"] == pytest.approx(expected[0], abs=1e-9)
+    assert "bbox" not in metrics and "tide_segm" in metrics and "tide" not in metrics
+    assert (out / "confusion_matrix.csv").stat().st_size > 0
+    with pytest.raises(ResultsFileError, match="segm.json: .* bbox"):
+        run_eval(eval_cfg(f"paths.output_dir={out}", f"detections={dt}", f"annotations={gt}",
+                          "iou_type=[bbox,segm]"))  # fmt: skip
+
+
+def test_a_mask_model_checkpoint_is_evaluated_with_masks(tmp_path):
+    torch.manual_seed(0)
+    weights = tmp_path / "mask.pt"
+    torch.save(build_detector("mask_rcnn_r18_fpn", 4).state_dict(), weights)
+    data = [f"paths.data_dir={tmp_path / 'data'}", "data=shapes", "data.source.num_train=2",
+            "data.source.num_val=2", "data.source.image_size=64",
+            "+data.source.min_object_size=12", "+data.source.max_object_size=40"]  # fmt: skip
+    out = tmp_path / "out"
+    cfg = eval_cfg(f"paths.output_dir={out}", f"ckpt={weights}", "model=mask_rcnn_r18_fpn",
+                   "num_classes=4", "score_thresh=0.0", *data)  # fmt: skip
+    metrics = run_eval(cfg)
+    detections = json.loads((out / "detections.json").read_text())
+    assert detections and all(d["segmentation"]["size"] == [64, 64] for d in detections)
+    assert {"bbox", "segm", "tide", "tide_segm"} <= set(metrics)
+    ann_file = metrics["source"]["annotations"]
+    stats = pycocotools_segm_stats(json.loads(open(ann_file).read()), detections)
+    assert metrics["segm"]["AP"] == pytest.approx(stats[0], abs=1e-9)
+    boxes_only = tmp_path / "frcnn.pt"
+    torch.save(build_detector("faster_rcnn_r18_fpn", 4).state_dict(), boxes_only)
+    with pytest.raises(ValueError, match="iou_type=segm needs a model that predicts"):
+        run_eval(eval_cfg(f"paths.output_dir={out}", f"ckpt={boxes_only}", "num_classes=4",
+                          "model=faster_rcnn_r18_fpn", "iou_type=segm", *data))  # fmt: skip

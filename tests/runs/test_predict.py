@@ -14,7 +14,8 @@ from hydra import compose, initialize_config_module
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "inference"))
-from described_checkpoint import make_small_model, save_ckpt  # noqa: E402
+from described_checkpoint import MASK_OVERRIDES, make_small_model, save_ckpt  # noqa: E402
+from pycocotools import mask as mask_utils  # noqa: E402
 
 from visdet.inference import Detector  # noqa: E402
 from visdet.runs.predict import run_predict  # noqa: E402
@@ -181,3 +182,25 @@ def test_predictions_of_a_trained_run_score_its_validation_map(tmp_path):
     evaluation.summarize()
     assert evaluation.stats[0] == pytest.approx(metrics["val/mAP"], abs=2e-4)
     assert evaluation.stats[1] == pytest.approx(metrics["val/mAP50"], abs=2e-4)
+
+
+def test_a_mask_model_writes_rle_masks_and_draws_them(tmp_path):
+    ckpt = save_ckpt(make_small_model(MASK_OVERRIDES), tmp_path / "mask.ckpt")
+    arrays = write_images(tmp_path / "src")
+    cfg = predict_config(tmp_path, f"ckpt={ckpt}", f"source={tmp_path / 'src' / 'a.png'}",
+                         "max_det=3")  # fmt: skip
+    summary = run_predict(cfg)
+    records = json.loads((tmp_path / "run" / "predictions.json").read_text())
+    assert summary["detections"] == len(records) == 3
+    det = Detector.from_checkpoint(ckpt)
+    expected = det.predict(arrays["a.png"], max_det=3)[0]
+    decoded = mask_utils.decode([r["segmentation"] for r in records])  # [H, W, N]
+    assert torch.equal(torch.from_numpy(decoded).permute(2, 0, 1).bool(), expected["masks"])
+    assert det.predict(arrays["a.png"], max_det=3, mask_format="rle")[0]["masks"] == [
+        r["segmentation"] for r in records
+    ]
+    with pytest.raises(ValueError, match="mask_format must be"):
+        det.predict(arrays["a.png"], mask_format="polygons")
+    drawn = np.asarray(Image.open(tmp_path / "run" / "images" / "a.png"))
+    covered = expected["masks"].any(0).numpy()
+    assert covered.any() and (drawn[covered] != arrays["a.png"][covered]).any(-1).all()

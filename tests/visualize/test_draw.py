@@ -119,3 +119,25 @@ def test_line_and_font_scale_with_image_size():
     width = line_width_for(4000, 3000)
     assert (big[1500, 1000 : 1000 + width] == class_color(0)).all()
     assert tuple(big[1500, 1000 + width]) == GREY
+
+
+def test_masks_are_filled_translucent_with_an_opaque_outline():
+    masks = np.zeros((2, 60, 80), dtype=bool)
+    masks[0, 20:40, 10:30] = True  # under box 0, drawn on top of mask 1
+    masks[1, 25:45, 20:50] = True
+    boxes = [[5, 15, 35, 45], [18, 22, 55, 50]]
+    drawn = np.asarray(draw_boxes(grey(80, 60), boxes, [0, 1], ["a", "b"], masks=masks))
+    c0, c1 = np.array(class_color(0)), np.array(class_color(1))
+
+    def blend(under, color):
+        return np.round(0.55 * np.asarray(under, dtype=float) + 0.45 * color)
+
+    assert (drawn[30, 15] == blend(GREY, c0)).all()  # mask 0 only, inside
+    assert (drawn[40, 40] == blend(GREY, c1)).all()  # mask 1 only, inside
+    assert (drawn[35, 25] == blend(blend(GREY, c1), c0)).all()  # both: mask 0 on top
+    assert (drawn[39, 15] == c0).all() and (drawn[44, 40] == c1).all()  # outlines
+    assert (drawn[55, 70] == GREY).all()  # outside every mask and box
+    plain = np.asarray(draw_boxes(grey(80, 60), boxes, [0, 1], ["a", "b"]))
+    assert (plain[30, 15] == GREY).all()
+    with pytest.raises(ValueError, match=r"masks must have shape \[2, 60, 80\]"):
+        draw_boxes(grey(80, 60), boxes, [0, 1], ["a", "b"], masks=masks[:, :50])

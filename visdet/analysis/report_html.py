@@ -63,6 +63,7 @@ def write_report_html(
     plots: Mapping[str, str | os.PathLike],
     gallery: Sequence[dict] | None,
     notes: Sequence[str] = (),
+    more_results: Mapping[str, tuple[Mapping, Sequence[dict], Mapping | None]] | None = None,
 ) -> None:
     """Write the report to ``path`` atomically.
 
@@ -70,13 +71,19 @@ def write_report_html(
     per_class: rows as ``visdet.analysis.per_class_table``; tide: ``{"AP", "dAP": {type:
     value}, "counts": {type: n}, ...}`` or None (section left out); plots: caption -> PNG or
     JPEG file, embedded in order; gallery: entries of ``gallery_entries`` or None (section
-    left out); notes: lines shown at the end.
+    left out); notes: lines shown at the end; more_results: heading -> (stats, per_class,
+    tide) of another evaluation of the same detections (instance masks beside boxes), shown
+    after the first's, each under its heading.
     """
-    check_per_class(per_class)
-    body = [f"<h1>{escape(title)}</h1>", "<h2>Summary</h2>", _stats_table(stats)]
-    body += ["<h2>Per class</h2>", _per_class_table(per_class)]
-    if tide is not None:
-        body += ["<h2>Error breakdown (TIDE)</h2>", _tide_table(tide)]
+    sections = {"": (stats, per_class, tide), **(more_results or {})}
+    body = [f"<h1>{escape(title)}</h1>"]
+    for heading, (sec_stats, sec_per_class, sec_tide) in sections.items():
+        check_per_class(sec_per_class)
+        of = f" — {escape(heading)}" if heading else ""
+        body += [f"<h2>Summary{of}</h2>", _stats_table(sec_stats)]
+        body += [f"<h2>Per class{of}</h2>", _per_class_table(sec_per_class)]
+        if sec_tide is not None:
+            body += [f"<h2>Error breakdown (TIDE){of}</h2>", _tide_table(sec_tide)]
     for caption, plot_path in plots.items():
         body.append(f"<h2>{escape(str(caption))}</h2>")
         body.append(_figure(_data_uri(Path(plot_path), f"plots[{caption!r}]"), str(caption)))

@@ -77,3 +77,16 @@ def rasterize_targets(targets: list[dict], device=None) -> None:
         crowd = t.pop("crowd_rle", None)
         t["crowd"] = (rasterize([crowd], h, w, device)[0] if crowd is not None
                       else torch.zeros((h, w), dtype=torch.uint8, device=device))  # fmt: skip
+
+
+def encode_masks(masks: Tensor) -> list[dict]:
+    """Binary masks [N, H, W] (bool, or probabilities thresholded at 0.5) -> N compressed COCO
+    RLEs ``{"size": [H, W], "counts": str}`` (JSON-ready, what a COCO results file holds)."""
+    if masks.dim() != 3:
+        raise ValueError(f"masks: expected [N, H, W], got shape {list(masks.shape)}")
+    if not len(masks):
+        return []
+    binary = masks if masks.dtype == torch.bool else masks > 0.5
+    array = np.asfortranarray(binary.detach().cpu().numpy().astype(np.uint8).transpose(1, 2, 0))
+    rles = mask_utils.encode(array)
+    return [{"size": [int(v) for v in r["size"]], "counts": r["counts"].decode()} for r in rles]

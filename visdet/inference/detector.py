@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from visdet.data.instance_masks import encode_masks
 from visdet.inference.description import (
     CheckpointContents,
     build_described_detector,
@@ -160,6 +161,7 @@ class Detector:
         tile: TileSettings | Mapping | None = None,
         max_det: int | None = None,
         classes: Sequence[str] | None = None,
+        mask_format: str = "bitmap",
     ) -> list[dict]:
         """Detections for one image or a list of images (sizes may differ).
 
@@ -174,13 +176,17 @@ class Detector:
                 nms_thresh}``, see visdet.inference.tiling); None: whole images.
             max_det: keep at most this many detections per image (the highest scores).
             classes: keep only these class names (ValueError for an unknown one).
+            mask_format: a mask model's ``masks``: "bitmap" (bool [N, H, W]) or "rle" (a list
+                of N COCO RLEs ``{"size": [H, W], "counts": str}``, a few hundred bytes each).
 
         Returns one dict per image: ``boxes`` float32 [N, 4] xyxy in that image's original
         pixels, ``scores`` float32 [N], ``labels`` int64 [N] in 1..K, ``names`` list[str],
         ``category_ids`` list[int] (the dataset's original ids), sorted by decreasing score,
-        on the CPU; a Mask R-CNN adds ``masks`` bool [N, H, W] in the original pixels (its
-        masks resized bilinearly, above 0.5).
+        on the CPU; a Mask R-CNN adds ``masks`` in the original pixels (its masks resized
+        bilinearly, above 0.5), as ``mask_format`` says.
         """
+        if mask_format not in ("bitmap", "rle"):
+            raise ValueError(f"mask_format must be 'bitmap' or 'rle', got {mask_format!r}")
         items = list(images) if isinstance(images, (list, tuple)) else [images]
         _check_positive_int(batch_size, "batch_size")
         if max_det is not None:
@@ -206,6 +212,10 @@ class Detector:
                 run = partial(self.predict_tensors, batch_size=batch_size)
                 preds = [predict_tiled(run, t, settings) for t in tensors]
             results += [self._result(p, score_thresh, wanted, max_det) for p in preds]
+        if mask_format == "rle":
+            for result in results:
+                if "masks" in result:
+                    result["masks"] = encode_masks(result["masks"])
         return results
 
     def predict_tensors(self, images: list[Tensor], batch_size: int = 8) -> list[dict]:

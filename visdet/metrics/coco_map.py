@@ -8,10 +8,10 @@ from collections import Counter
 
 import numpy as np
 import torch
-from pycocotools import mask as mask_utils
 from torch import Tensor
 from torchmetrics import Metric
 
+from visdet.data.instance_masks import encode_masks
 from visdet.metrics.coco_eval import STAT_NAMES, evaluate_coco, prepare_ground_truth
 
 SUMMARY_NAMES = (
@@ -90,11 +90,8 @@ class CocoMeanAP(Metric):
         masks = masks[:, 0] if masks.dim() == 4 else masks
         if masks.shape[0] != n:
             raise ValueError(f"got {masks.shape[0]} masks for {n} boxes")
-        binary = masks if masks.dtype == torch.bool else masks > 0.5
-        h, w = binary.shape[-2:]
-        array = np.asfortranarray(binary.cpu().numpy().astype(np.uint8).transpose(1, 2, 0))
-        rles = mask_utils.encode(array) if n else []
-        counts = [r["counts"] for r in rles]
+        h, w = masks.shape[-2:]
+        counts = [r["counts"].encode() for r in encode_masks(masks)]
         data = np.frombuffer(b"".join(counts), dtype=np.uint8).copy()
         self.rle_bytes.append(torch.from_numpy(data).to(self.device))
         self.rle_lengths.append(torch.tensor([len(c) for c in counts], dtype=torch.long,
@@ -131,6 +128,8 @@ class CocoMeanAP(Metric):
                                          det_ids, seen, rles)  # fmt: skip
             masked.pop("detections", None)
             results.update({f"mask_{k}": v for k, v in masked.items()})
+            for det, rle in zip(results.get("detections", ()), rles if seen else (), strict=True):
+                det["segmentation"] = rle  # for the report's segm evaluation
         results["num_images"] = len(seen)
         return results
 

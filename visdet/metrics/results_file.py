@@ -18,7 +18,7 @@ from pycocotools import mask as mask_utils
 
 from visdet.io.strict_json import read_json_file
 
-__all__ = ["ResultsFileError", "load_results"]
+__all__ = ["ResultsFileError", "load_results", "read_results"]
 
 _SHOWN = 5  # ids or entries named in a message
 
@@ -32,6 +32,7 @@ def load_results(
     coco_gt,
     iou_type: str = "bbox",
     annotations_name: str | None = None,
+    results_name: str | None = None,
 ) -> list[dict]:
     """Checked copies of the detections in ``path_or_list`` (a results JSON or its parsed
     list), for evaluation against ``coco_gt`` (a pycocotools COCO object or an annotation
@@ -40,7 +41,8 @@ def load_results(
     Returns new dicts with ``image_id``, ``category_id`` (int), ``score`` (float), ``bbox``
     (list of 4 floats, where given) and, for "segm", ``segmentation`` as a compressed RLE;
     the caller's dicts are not modified. ``annotations_name`` names the annotations in
-    messages (default: the file name, or "the annotations" for an object).
+    messages (default: the file name, or "the annotations" for an object), ``results_name``
+    the results when a list is given (default "results").
     """
     if iou_type not in ("bbox", "segm"):
         raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
@@ -51,6 +53,7 @@ def load_results(
         coco_gt = load_coco(coco_gt)
     annotations_name = annotations_name or "the annotations"
     src, entries = _read(path_or_list)
+    src = results_name or src
     dets, malformed = [], []
     for index, entry in enumerate(entries):
         det, problem = _checked(entry, iou_type)
@@ -69,6 +72,12 @@ def load_results(
         for det in dets:
             det["segmentation"] = _rle(src, det, coco_gt.imgs[det["image_id"]])
     return dets
+
+
+def read_results(path: str | os.PathLike) -> list:
+    """The parsed list of a results JSON (ResultsFileError for bad JSON or not a list); its
+    entries are checked by ``load_results``."""
+    return _read(path)[1]
 
 
 def _read(path_or_list) -> tuple[str, list]:

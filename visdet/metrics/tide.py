@@ -1,5 +1,5 @@
-"""Box detection errors broken down in the manner of TIDE (Bolya et al., ECCV 2020; the
-``tidecv`` package, reimplemented here on numpy).
+"""Detection errors (boxes, or instance masks with ``iou_type="segm"``) broken down in the
+manner of TIDE (Bolya et al., ECCV 2020; the ``tidecv`` package, reimplemented on numpy).
 
 Detections are matched to ground truth as COCOeval does at one IoU threshold ``pos_thresh``:
 per image and category, the ``max_dets`` highest-scoring detections in score order, each taking
@@ -38,8 +38,10 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from functools import partial
 
 import numpy as np
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from visdet.metrics.coco_eval import evaluated_image_ids, prepare_ground_truth
@@ -57,8 +59,11 @@ def tide_errors(
     pos_thresh: float = 0.5,
     bg_thresh: float = 0.1,
     max_dets: int = 100,
+    iou_type: str = "bbox",
 ) -> dict:
-    """TIDE's error breakdown of box ``results`` against ``coco_gt`` (see the module doc).
+    """TIDE's error breakdown of box ``results`` against ``coco_gt`` (see the module doc);
+    ``iou_type="segm"`` matches by mask IoU instead (pycocotools' ``maskUtils.iou``, crowd
+    regions by intersection over the detection's area, as COCOeval's segm evaluation).
 
     Returns ``{"AP", "dAP": {type: float}, "counts": {type: int}, "pos_thresh", "bg_thresh",
     "max_dets", "per_image_errors": {image_id: number of errors (false positives + misses)}}``
@@ -73,10 +78,13 @@ def tide_errors(
     if isinstance(max_dets, bool) or not isinstance(max_dets, int) or max_dets < 1:
         raise ValueError(f"max_dets must be a positive integer, got {max_dets!r}")
     gt = prepare_ground_truth(coco_gt)
-    dets = load_results(results, gt, "bbox")
+    if iou_type not in ("bbox", "segm"):
+        raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
+    dets = load_results(results, gt, iou_type)
     img_ids = evaluated_image_ids(gt, image_ids)
     cat_ids = sorted(gt.getCatIds())
-    m = _match_all(gt, dets, img_ids, cat_ids, pos_thresh, bg_thresh, max_dets)
+    iou = _box_iou if iou_type == "bbox" else partial(_mask_iou, gt)
+    m = _match_all(gt, dets, img_ids, cat_ids, pos_thresh, bg_thresh, max_dets, iou)
 
     num_k = len(cat_ids)
     npos = np.bincount(m["gt_cls"], minlength=num_k)
@@ -120,8 +128,9 @@ def tide_errors(
     }
 
 
-def _match_all(gt, dets, img_ids, cat_ids, pos, bg, max_dets) -> dict:
-    """Match every evaluated image and classify its false positives.
+def _match_all(gt, dets, img_ids, cat_ids, pos, bg, max_dets, iou) -> dict:
+    """Match every evaluated image and classify its false positives; ``iou(detections,
+    annotations, crowd)`` gives the [D, G] IoU of lists of result and annotation dicts.
 
     Returns flat arrays over the kept detections (in image order, then category, then score):
     ``det_image``, ``det_cls`` (index into ``cat_ids``), ``det_score``, ``det_tp``,
@@ -137,15 +146,14 @@ def _match_all(gt, dets, img_ids, cat_ids, pos, bg, max_dets) -> dict:
     d_img = np.array([order_of[d["image_id"]] for d in dets], dtype=np.int64)
     d_cls = np.array([k_of[d["category_id"]] for d in dets], dtype=np.int64)
     d_score = np.array([d["score"] for d in dets], dtype=np.float64)
-    d_box = np.array([d["bbox"] for d in dets], dtype=np.float64).reshape(n, 4)
     # COCOeval's order: per image and category, by score (stable), the first max_dets
     order = np.lexsort((np.arange(n), -d_score, d_cls, d_img))
-    d_img, d_cls, d_score, d_box = d_img[order], d_cls[order], d_score[order], d_box[order]
+    d_img, d_cls, d_score, d_idx = d_img[order], d_cls[order], d_score[order], order
     group = d_img * len(cat_ids) + d_cls
     starts = np.r_[0, np.flatnonzero(np.diff(group)) + 1] if n else np.zeros(0, np.int64)
     rank = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
     kept = rank < max_dets
-    d_img, d_cls, d_score, d_box = d_img[kept], d_cls[kept], d_score[kept], d_box[kept]
+    d_img, d_cls, d_score, d_idx = d_img[kept], d_cls[kept], d_score[kept], d_idx[kept]
     bounds = np.searchsorted(d_img, np.arange(len(img_ids) + 1))
 
     out = {key: [] for key in ("tp", "ignored", "err", "target", "g_img", "g_cls", "matched")}
@@ -155,19 +163,12 @@ def _match_all(gt, dets, img_ids, cat_ids, pos, bg, max_dets) -> dict:
         anns = gt.imgToAnns.get(image_id, [])
         plain = [a for a in anns if not a.get("iscrowd", 0)]
         crowd = [a for a in anns if a.get("iscrowd", 0)]
-        g_box = np.array([a["bbox"] for a in plain], dtype=np.float64).reshape(-1, 4)
         g_cls = np.array([k_of[a["category_id"]] for a in plain], dtype=np.int64)
         lo, hi = bounds[i], bounds[i + 1]
-        r = _image(
-            d_box[lo:hi],
-            d_cls[lo:hi],
-            g_box,
-            g_cls,
-            np.array([a["bbox"] for a in crowd], dtype=np.float64).reshape(-1, 4),
-            np.array([k_of[a["category_id"]] for a in crowd], dtype=np.int64),
-            pos,
-            bg,
-        )
+        image_dets = [dets[j] for j in d_idx[lo:hi]]
+        c_cls = np.array([k_of[a["category_id"]] for a in crowd], dtype=np.int64)
+        crowd_iou = iou(image_dets, crowd, True) if len(crowd) and hi > lo else None
+        r = _image(iou(image_dets, plain, False), crowd_iou, d_cls[lo:hi], g_cls, c_cls, pos, bg)
         out["tp"].append(r["tp"])
         out["ignored"].append(r["ignored"])
         out["err"].append(r["err"])
@@ -196,11 +197,10 @@ def _match_all(gt, dets, img_ids, cat_ids, pos, bg, max_dets) -> dict:
     }
 
 
-def _image(d_box, d_cls, g_box, g_cls, c_box, c_cls, pos, bg) -> dict:
-    """One image: detections [D] sorted by category then score, boxes xywh [D, 4]; non-crowd
-    boxes [G]; crowd regions [C]."""
+def _image(iou, crowd_iou, d_cls, g_cls, c_cls, pos, bg) -> dict:
+    """One image: detections [D] sorted by category then score, their IoU [D, G] with the
+    non-crowd objects [G] and (None when there are none) [D, C] with the crowd regions [C]."""
     num_d, num_g = len(d_cls), len(g_cls)
-    iou = _box_iou(d_box, g_box, crowd=False)  # [D, G]
     same = d_cls[:, None] == g_cls[None, :]
     # COCOeval's greedy matching (per category, by score; the last best box wins ties)
     thr = min(pos, 1 - 1e-10)
@@ -215,8 +215,7 @@ def _image(d_box, d_cls, g_box, g_cls, c_box, c_cls, pos, bg) -> dict:
             det_gt[d], matched[g] = g, True
     tp = det_gt >= 0
     ignored = np.zeros(num_d, dtype=bool)
-    if len(c_cls) and num_d:
-        crowd_iou = _box_iou(d_box, c_box, crowd=True)
+    if crowd_iou is not None:
         hit = (d_cls[:, None] == c_cls[None, :]) & (crowd_iou >= thr)
         ignored = ~tp & hit.any(axis=1)
     fp = ~tp & ~ignored
@@ -303,11 +302,23 @@ def _mean_ap(cls, score, tp, npos, categories) -> float:
     return float(np.mean(aps))
 
 
-def _box_iou(d: np.ndarray, g: np.ndarray, crowd: bool) -> np.ndarray:
-    """pycocotools' box IoU: ``d`` [D, 4], ``g`` [G, 4] xywh -> [D, G]; crowd: intersection
-    over the detection's area."""
-    if not len(d) or not len(g):
-        return np.zeros((len(d), len(g)))
+def _mask_iou(gt: COCO, dets: list[dict], anns: list[dict], crowd: bool) -> np.ndarray:
+    """pycocotools' mask IoU of detections (``segmentation`` RLEs) and annotations -> [D, G];
+    crowd: intersection over the detection's area."""
+    if not dets or not anns:
+        return np.zeros((len(dets), len(anns)))
+    rles = [gt.annToRLE(a) for a in anns]
+    ious = mask_utils.iou([d["segmentation"] for d in dets], rles, [int(crowd)] * len(anns))
+    return np.asarray(ious, dtype=np.float64).reshape(len(dets), len(anns))
+
+
+def _box_iou(dets: list[dict], anns: list[dict], crowd: bool) -> np.ndarray:
+    """pycocotools' box IoU of detections and annotations (``bbox`` xywh) -> [D, G]; crowd:
+    intersection over the detection's area."""
+    if not dets or not anns:
+        return np.zeros((len(dets), len(anns)))
+    d = np.array([x["bbox"] for x in dets], dtype=np.float64).reshape(-1, 4)
+    g = np.array([x["bbox"] for x in anns], dtype=np.float64).reshape(-1, 4)
     w = np.minimum(d[:, None, 0] + d[:, None, 2], g[None, :, 0] + g[None, :, 2]) - np.maximum(
         d[:, None, 0], g[None, :, 0]
     )

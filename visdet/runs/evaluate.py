@@ -25,8 +25,10 @@ from tqdm import tqdm
 from visdet.config.validate import validate_config
 from visdet.data.coco import CocoDetection, DatasetError, load_coco
 from visdet.data.datamodule import collate_detection
+from visdet.data.instance_masks import encode_masks
 from visdet.inference import Detector
-from visdet.metrics.results_file import load_results
+from visdet.metrics.results_file import load_results, read_results
+from visdet.models.families import predicts_masks
 from visdet.runs.evaluation_report import EvalSettings, write_evaluation
 from visdet.runs.model_choice import chosen_preset, tool_settings
 
@@ -38,6 +40,7 @@ TOP_LEVEL = {
     "area_ranges", "backend", "confusion", "tide", "report", "paths", "hydra", "task_name",
 }  # fmt: skip
 SUMMARY_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
+PREFIX = {"bbox": "", "segm": "mask_"}  # of the stats in the printed summary
 
 
 def run_eval(cfg: DictConfig) -> dict:
@@ -51,12 +54,16 @@ def run_eval(cfg: DictConfig) -> dict:
             "give either ckpt=PATH (evaluate a checkpoint on a dataset) or "
             "detections=RESULTS.json annotations=GT.json (evaluate a results file)"
         )
-    settings = eval_settings(cfg)
     if has_results:
         if cfg.get("annotations") is None:
             raise ValueError("detections= needs annotations=GT.json (the COCO annotation file)")
         coco_gt = load_coco(cfg.annotations)
-        results = load_results(cfg.detections, coco_gt, settings.iou_types[0])
+        raw = read_results(cfg.detections)
+        masks = bool(raw) and all(isinstance(r, dict) and "segmentation" in r for r in raw)
+        settings = eval_settings(cfg, masks)
+        names = Path(cfg.annotations).name, Path(cfg.detections).name
+        for iou_type in sorted(settings.iou_types):  # checked for each; segm (RLEs) kept
+            results = load_results(raw, coco_gt, iou_type, *names)
         image_dir = cfg.get("images")
         source = {"detections": str(cfg.detections), "annotations": str(cfg.annotations)}
         title = f"Evaluation of {Path(cfg.detections).name}"
@@ -65,6 +72,13 @@ def run_eval(cfg: DictConfig) -> dict:
             cfg.ckpt, model=chosen_preset(cfg), num_classes=cfg.get("num_classes"),
             device=cfg.get("device", "cpu"),
         )  # fmt: skip
+        masks = predicts_masks(detector.detector)
+        settings = eval_settings(cfg, masks)
+        if "segm" in settings.iou_types and not masks:
+            raise ValueError(
+                f"iou_type=segm needs a model that predicts instance masks; {cfg.ckpt} holds a "
+                f"{type(detector.detector).__name__}"
+            )
         dataset = eval_dataset(cfg, detector)
         coco_gt, image_dir = dataset.coco, dataset.image_dir
         predicting = time.perf_counter()
@@ -77,15 +91,22 @@ def run_eval(cfg: DictConfig) -> dict:
     extra = {"source": source, "time_s": round(time.perf_counter() - start, 1)}
     settings = EvalSettings(**{**settings.__dict__, "extra": extra})
     metrics = write_evaluation(coco_gt, results, out, image_dir, settings, title, has_ckpt)
-    summary = " ".join(f"{k}={metrics['bbox'][k]:.4f}" for k in SUMMARY_KEYS if "bbox" in metrics)
+    summary = " ".join(
+        f"{PREFIX[t]}{k}={metrics[t][k]:.4f}" for t in settings.iou_types for k in SUMMARY_KEYS
+    )
     speed = f" ({source['images_per_s']} images/s)" if "images_per_s" in source else ""
     print(f"eval: {summary} images={metrics['num_images']}{speed} -> {out}", flush=True)
     return metrics
 
 
-def eval_settings(cfg: DictConfig) -> EvalSettings:
-    iou_type = cfg.get("iou_type", "bbox")
-    iou_types = tuple(iou_type) if OmegaConf.is_list(iou_type) else (str(iou_type),)
+def eval_settings(cfg: DictConfig, masks: bool = False) -> EvalSettings:
+    """The evaluation settings of ``cfg``; ``masks``: the detections have instance masks (a
+    mask model's, or a results file's), so ``iou_type=null`` evaluates segm beside bbox."""
+    iou_type = cfg.get("iou_type")
+    if iou_type is None:
+        iou_types = ("bbox", "segm") if masks else ("bbox",)
+    else:
+        iou_types = tuple(iou_type) if OmegaConf.is_list(iou_type) else (str(iou_type),)
     area = cfg.get("area_ranges")
     confusion, tide, report = (cfg.get(k) or {} for k in ("confusion", "tide", "report"))
     return EvalSettings(
@@ -199,13 +220,17 @@ def predict_dataset(detector: Detector, dataset, cfg: DictConfig) -> list[dict]:
 
 
 def coco_results(pred: dict, image_id: int, category_ids: set[int]) -> list[dict]:
-    """One image's prediction (``boxes`` xyxy, ``scores``, ``category_ids``) as COCO results,
-    keeping the categories in ``category_ids``."""
+    """One image's prediction (``boxes`` xyxy, ``scores``, ``category_ids``, and ``masks``
+    [N, H, W] bool for a mask model) as COCO results (``segmentation`` a compressed RLE
+    with string counts), keeping the categories in ``category_ids``."""
     boxes = pred["boxes"].detach().to("cpu", torch.float64)
     xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1).tolist()
     scores = pred["scores"].detach().cpu().tolist()
-    return [
+    out = [
         {"image_id": int(image_id), "category_id": int(c), "bbox": b, "score": float(s)}
         for b, s, c in zip(xywh, scores, pred["category_ids"], strict=True)
-        if int(c) in category_ids
     ]  # fmt: skip
+    if "masks" in pred:
+        for det, rle in zip(out, encode_masks(pred["masks"]), strict=True):
+            det["segmentation"] = rle
+    return [det for det in out if det["category_id"] in category_ids]

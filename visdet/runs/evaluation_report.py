@@ -2,14 +2,16 @@
 results file) and at the end of ``visdet train``: from an annotation set and COCO-format
 detections it writes, into one folder,
 
-- ``metrics.json``: per IoU type the 12 COCO stats (``AP``, ``AP50``, ... ``ARl``; -1 where
-  COCOeval says absent) and per-class AP / AP50 / AR100 with ground-truth and detection
-  counts (visdet.metrics.coco_eval), and the TIDE-style error breakdown (visdet.metrics.tide);
-- ``per_class.csv``, ``pr_curves.png`` (IoU 0.5 and 0.5:0.95, overall and per class),
-  ``confusion_matrix.png`` + ``.csv`` (IoU and score thresholds of ``EvalSettings``, with a
-  background row and column);
-- ``report.html``: one self-contained page with the tables, the plots and a gallery of the
-  images with the most errors (ground truth beside predictions) when the images are at hand.
+- ``metrics.json``: per IoU type (``bbox``, ``segm``) the 12 COCO stats (``AP``, ``AP50``, ...
+  ``ARl``; -1 where COCOeval says absent) and per-class AP / AP50 / AR100 with ground-truth
+  and detection counts (visdet.metrics.coco_eval), and the TIDE-style error breakdown
+  (visdet.metrics.tide) as ``tide`` (boxes) and ``tide_segm`` (masks);
+- ``per_class.csv``, ``pr_curves.png`` (IoU 0.5 and 0.5:0.95, overall and per class), and for
+  masks ``per_class_segm.csv``, ``pr_curves_segm.png``; ``confusion_matrix.png`` + ``.csv``
+  (box IoU and score thresholds of ``EvalSettings``, with a background row and column);
+- ``report.html``: one self-contained page with the tables (boxes, then masks), the plots and
+  a gallery of the images with the most errors (ground truth beside predictions; ranked by
+  the first IoU type's errors) when the images are at hand.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from pycocotools import mask as mask_utils
 
 from visdet.analysis.confusion import (
     confusion_matrix,
@@ -37,6 +40,10 @@ from visdet.metrics.tide import tide_errors
 from visdet.visualize.draw import to_pil
 
 log = logging.getLogger(__name__)
+
+SUFFIX = {"bbox": "", "segm": "_segm"}  # of the file names and the metrics.json "tide" key
+LABEL = {"bbox": " (boxes)", "segm": " (instance masks)"}
+HEADING = {"bbox": "boxes (bbox)", "segm": "instance masks (segm)"}
 
 
 @dataclass(frozen=True)
@@ -94,55 +101,72 @@ def write_evaluation(
         write_text_atomic(out / "detections.json", dumps_strict(results))
     metrics: dict = {}
     evaluations: dict[str, CocoEvaluation] = {}
+    tides: dict[str, dict] = {}
     for iou_type in settings.iou_types:
         ev = evaluate_coco(
             coco_gt, results, iou_type, area_ranges=settings.area_ranges, backend=settings.backend
         )
         evaluations[iou_type] = ev
         metrics[iou_type] = {**ev.stats, "per_class": ev.per_class}
-    bbox = evaluations.get("bbox") or next(iter(evaluations.values()))
-    tide = tide_errors(coco_gt, results, pos_thresh=settings.tide_pos, bg_thresh=settings.tide_bg)
-    per_image_errors = tide.pop("per_image_errors", {})
-    metrics["tide"] = tide
-    metrics["num_images"] = len(bbox.image_ids)
+        tides[iou_type] = tide_errors(
+            coco_gt, results, pos_thresh=settings.tide_pos, bg_thresh=settings.tide_bg,
+            iou_type=iou_type,
+        )  # fmt: skip
+    first = settings.iou_types[0]
+    main = evaluations[first]
+    per_image_errors = tides[first]["per_image_errors"]
+    for iou_type, tide in tides.items():
+        tide.pop("per_image_errors")
+        metrics["tide" + SUFFIX[iou_type]] = tide
+    metrics["num_images"] = len(main.image_ids)
     metrics["num_detections"] = len(results)
-    metrics["coco_eval_backend"] = bbox.backend
+    metrics["coco_eval_backend"] = main.backend
     metrics.update(settings.extra)
     write_text_atomic(out / "metrics.json", dumps_strict(metrics))
-    write_per_class_csv(bbox.per_class, out / "per_class.csv")
-    names = [c["name"] for c in bbox.per_class]
-    plots = {"Precision-recall curves (IoU 0.5 and 0.5:0.95)": out / "pr_curves.png"}
-    plot_pr_curves(
-        bbox.precision, bbox.rec_thresholds, bbox.iou_thresholds, names, out / "pr_curves.png"
-    )
-    gt, dets = per_image_boxes(coco_gt, results, bbox.category_ids, bbox.image_ids)
+    names = [c["name"] for c in main.per_class]
+    plots = {}
+    for iou_type, ev in evaluations.items():
+        suffix = SUFFIX[iou_type]
+        write_per_class_csv(ev.per_class, out / f"per_class{suffix}.csv")
+        caption = f"Precision-recall curves{LABEL[iou_type]} (IoU 0.5 and 0.5:0.95)"
+        plots[caption] = out / f"pr_curves{suffix}.png"
+        plot_pr_curves(ev.precision, ev.rec_thresholds, ev.iou_thresholds, names, plots[caption])
+    boxed = with_boxes(results)
+    gt, dets = per_image_boxes(coco_gt, boxed, main.category_ids, main.image_ids)
     matrix = confusion_matrix(
         gt, dets, len(names), settings.confusion_iou, settings.confusion_score
     )
     write_confusion_csv(matrix, names, out / "confusion_matrix.csv")
     caption = (
-        f"Confusion matrix (IoU {settings.confusion_iou:g}, score >= {settings.confusion_score:g})"
+        f"Confusion matrix (box IoU {settings.confusion_iou:g}, "
+        f"score >= {settings.confusion_score:g})"
     )
     plot_confusion_matrix(matrix, names, out / "confusion_matrix.png", caption)
     plots[caption] = out / "confusion_matrix.png"
     gallery = None
     if image_dir is not None and settings.gallery:
         gallery = _gallery(
-            coco_gt, gt, dets, names, bbox.image_ids, per_image_errors, image_dir,
+            coco_gt, gt, dets, names, main.image_ids, per_image_errors, image_dir,
             settings.gallery, settings.confusion_score,
         )  # fmt: skip
-    notes = [f"{len(bbox.image_ids)} images, {len(results)} detections, COCOeval: {bbox.backend}"]
+    notes = [f"{len(main.image_ids)} images, {len(results)} detections, COCOeval: {main.backend}"]
+    more = {
+        HEADING[t]: (ev.stats, ev.per_class, tides[t])
+        for t, ev in evaluations.items() if t != first
+    }  # fmt: skip
     write_report_html(
         out / "report.html",
-        title,
-        bbox.stats,
-        bbox.per_class,
-        tide,
+        title if first == "bbox" else f"{title}{LABEL[first]}",
+        main.stats,
+        main.per_class,
+        tides[first],
         plots,
         gallery,
         notes,
+        more_results=more,
     )
-    log.info("per-class results (%s):\n%s", "bbox", format_per_class_table(bbox.per_class))
+    for iou_type, ev in evaluations.items():
+        log.info("per-class results (%s):\n%s", iou_type, format_per_class_table(ev.per_class))
     return metrics
 
 
@@ -176,6 +200,17 @@ def per_image_boxes(
             }
         )
     return gt, dets
+
+
+def with_boxes(results: list[dict]) -> list[dict]:
+    """``results`` where each detection has a ``bbox``: one without (a segm results file may
+    give only masks) gets its mask's bounding box, as pycocotools' ``loadRes`` does."""
+    if all("bbox" in r for r in results):
+        return results
+    return [
+        r if "bbox" in r else {**r, "bbox": mask_utils.toBbox(r["segmentation"]).tolist()}
+        for r in results
+    ]
 
 
 def _xyxy(xywh: list) -> np.ndarray:

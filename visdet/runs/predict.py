@@ -4,8 +4,11 @@ Writes into the run directory (``paths.output_dir``):
 
 - ``predictions.json``: a list of ``{"file_name", "bbox": [x, y, w, h], "score", "category_id",
   "category_name"}``, boxes in the original image's pixels, ids the dataset's original ones;
+  a mask model's entries add ``segmentation``: the mask as a COCO RLE ``{"size": [h, w],
+  "counts": str}`` (pycocotools' ``mask.decode`` reads it);
 - ``summary.json``: counts, speed, and the ``skipped`` images (unreadable: file and reason);
-- ``images/<file name>``: each image with its boxes drawn (``save_images``);
+- ``images/<file name>``: each image with its boxes (and masks, translucent with outlines)
+  drawn (``save_images``);
 - ``labels/<file name minus extension>.txt``: YOLO lines ``cls cx cy w h conf``, normalised,
   ``cls = label - 1`` (``save_txt``; an empty file for an image without detections);
 - ``crops/<class name>/<file name minus extension>_<i>.jpg``: each detection cut out of the
@@ -27,6 +30,7 @@ from tqdm import tqdm
 
 from visdet.config.validate import validate_config
 from visdet.data.image_decode import UnreadableImage, decode_image
+from visdet.data.instance_masks import encode_masks
 from visdet.inference.detector import Detector
 from visdet.inference.image_source import SourceImage, list_images
 from visdet.inference.tiling import TileSettings
@@ -147,6 +151,9 @@ def prediction_records(file_name: str, result: dict) -> list[dict]:
                 "category_name": name,
             }
         )
+    if "masks" in result:
+        for record, rle in zip(records, encode_masks(result["masks"]), strict=True):
+            record["segmentation"] = rle
     return records
 
 
@@ -160,8 +167,9 @@ def save_outputs(cfg: DictConfig, out_dir: Path, image: SourceImage, tensor, res
     picture = to_pil(tensor)
     if cfg.save_images:
         drawn = draw_boxes(
-            picture, result["boxes"], result["labels"], result["names"], result["scores"]
-        )
+            picture, result["boxes"], result["labels"], result["names"], result["scores"],
+            result.get("masks"),
+        )  # fmt: skip
         write_image(drawn, out_dir / "images" / image.name)
     if cfg.save_crops:
         for i, (box, name) in enumerate(zip(result["boxes"].tolist(), result["names"])):

@@ -160,7 +160,11 @@ def write_analysis(cfg, trainer, module, datamodule, evaluated: str) -> str | No
         return None
     out = Path(cfg.paths.output_dir) / "evaluation"
     if trainer.is_global_zero:
-        settings = EvalSettings(extra={"source": {"evaluated": evaluated}})
+        masks = bool(detections) and "segmentation" in detections[0]
+        settings = EvalSettings(
+            iou_types=("bbox", "segm") if masks else ("bbox",),
+            extra={"source": {"evaluated": evaluated}},
+        )
         write_evaluation(
             val_set.coco, detections, out, val_set.image_dir, settings, evaluated, True
         )

@@ -1,9 +1,10 @@
-"""Draw detection boxes with class-coloured labels on a PIL image.
+"""Draw detection boxes with class-coloured labels (and instance masks) on a PIL image.
 
 Line width and font size scale with the image (readable from about 200 px to 4000 px); each
 label ("name 0.87") sits on a filled background in the class colour with black or white text,
 whichever contrasts more, and always inside the image: above the box, or inside it at its top
-edge when there is no room above.
+edge when there is no room above. Instance masks are filled translucent in the class colour
+(``MASK_ALPHA``) with an opaque one-pixel outline, the highest score on top, under the boxes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 GOLDEN_RATIO_CONJUGATE = 0.618033988749895
+MASK_ALPHA = 0.45  # opacity of a mask's fill
 
 
 def class_color(index: int) -> tuple[int, int, int]:
@@ -53,8 +55,9 @@ def draw_boxes(
     labels,
     names: Sequence[str],
     scores=None,
+    masks=None,
 ) -> Image.Image:
-    """Return an RGB copy of ``image`` with the boxes drawn.
+    """Return an RGB copy of ``image`` with the boxes (and masks) drawn.
 
     Args:
         image: any PIL image (converted to RGB; the original is not changed).
@@ -62,6 +65,7 @@ def draw_boxes(
         labels: [N] class indices; they pick the colour (``class_color``).
         names: [N] strings written in the labels.
         scores: [N] or None; when given the label reads "name 0.87".
+        masks: [N, H, W] bool (the image's size) or None.
     """
     if not isinstance(image, Image.Image):
         raise TypeError(f"draw_boxes: image must be a PIL.Image.Image, got {type(image).__name__}")
@@ -87,6 +91,8 @@ def draw_boxes(
         canvas = image.copy()
     if n == 0:
         return canvas
+    if masks is not None:
+        canvas = _draw_masks(canvas, _as_numpy(masks, "masks"), label_array)
     width, height = canvas.size
     line_width = line_width_for(width, height)
     font = ImageFont.load_default(size=font_size_for(width, height))
@@ -100,6 +106,28 @@ def draw_boxes(
         text = str(names[i]) if score_array is None else f"{names[i]} {float(score_array[i]):.2f}"
         _draw_label(draw, text, font, color, (x1, y1), (width, height))
     return canvas
+
+
+def _draw_masks(canvas: Image.Image, masks: np.ndarray, labels: np.ndarray) -> Image.Image:
+    """Each mask filled at ``MASK_ALPHA`` in its class colour with an opaque outline (its
+    pixels with a 4-neighbour outside it), drawn from the last to the first."""
+    width, height = canvas.size
+    if masks.ndim != 3 or masks.shape[0] != len(labels) or masks.shape[1:] != (height, width):
+        raise ValueError(
+            f"draw_boxes: masks must have shape [{len(labels)}, {height}, {width}] (one per box, "
+            f"the image's size), got {list(masks.shape)}"
+        )
+    pixels = np.asarray(canvas, dtype=np.float64).copy()
+    for i in reversed(range(len(labels))):
+        mask = masks[i].astype(bool)
+        if not mask.any():
+            continue
+        color = np.array(class_color(int(labels[i])), dtype=np.float64)
+        pixels[mask] = (1 - MASK_ALPHA) * pixels[mask] + MASK_ALPHA * color
+        padded = np.pad(mask, 1)
+        inner = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+        pixels[mask & ~inner] = color
+    return Image.fromarray(np.round(pixels).astype(np.uint8), "RGB")
 
 
 def _draw_label(
