@@ -5,6 +5,7 @@ import contextlib
 import io
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -243,7 +244,7 @@ def test_a_mask_model_checkpoint_is_evaluated_with_masks(tmp_path):
     assert detections and all(d["segmentation"]["size"] == [64, 64] for d in detections)
     assert {"bbox", "segm", "tide", "tide_segm"} <= set(metrics)
     ann_file = metrics["source"]["annotations"]
-    stats = pycocotools_segm_stats(json.loads(open(ann_file).read()), detections)
+    stats = pycocotools_segm_stats(json.loads(Path(ann_file).read_text()), detections)
     assert metrics["segm"]["AP"] == pytest.approx(stats[0], abs=1e-9)
     boxes_only = tmp_path / "frcnn.pt"
     torch.save(build_detector("faster_rcnn_r18_fpn", 4).state_dict(), boxes_only)
