@@ -27,7 +27,8 @@ PRESETS = [(f, p) for f in DETECTOR_FAMILIES for p in f.presets]
 # their CPU-sized siblings (same code) and their reference equality tests run in the quick suite
 SLOW = {"retinanet", "retinanet_r50_fpn", "retinanet_r50_fpn_v2", "retinanet_r50_fpn_mmdet",
         "fcos", "fcos_r50_fpn", "fcos_r50_fpn_mmdet", "atss", "faster_rcnn_r50_fpn_v2",
-        "mask_rcnn", "mask_rcnn_r50_fpn", "mask_rcnn_r50_fpn_v2"}  # fmt: skip
+        "mask_rcnn", "mask_rcnn_r50_fpn", "mask_rcnn_r50_fpn_v2",
+        "mask_rcnn_r50_fpn_mmdet"}  # fmt: skip
 
 
 def images_and_targets():

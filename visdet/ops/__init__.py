@@ -23,7 +23,7 @@ from visdet.ops.losses import (
 )
 from visdet.ops.matcher import Matcher
 from visdet.ops.nms import batched_nms, nms
-from visdet.ops.paste_masks import masks_at_size, paste_masks_in_image
+from visdet.ops.paste_masks import masks_at_size, paste_masks_grid_sample, paste_masks_in_image
 from visdet.ops.resize import resize_image, resize_masks, resized_size
 from visdet.ops.roi_align import roi_align
 from visdet.ops.sampler import BalancedPositiveNegativeSampler
@@ -47,6 +47,7 @@ __all__ = [
     "generalized_box_iou_loss",
     "masks_at_size",
     "nms",
+    "paste_masks_grid_sample",
     "paste_masks_in_image",
     "postprocess_detections",
     "remove_small_boxes",

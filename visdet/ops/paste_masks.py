@@ -8,12 +8,19 @@ integers (x0, y0, x1, y1); the padded mask is resized bilinearly (``align_corner
 (y1 - y0 + 1) x (x1 - x0 + 1) pixels (at least 1 x 1) and written at rows y0..y1, columns
 x0..x1, clipped to the image. Outside its box a mask is 0.
 
+MMDetection's and Detectron2's rule (``paste_masks_grid_sample``): every pixel centre
+(x + 0.5, y + 0.5) is mapped into the box frame, u = (x + 0.5 - x0) / (x1 - x0) * 2 - 1 (and v
+alike), and the M x M mask sampled there bilinearly (``grid_sample``, ``align_corners=False``,
+zeros outside); binary masks are the values >= the threshold.
+
 Memory: the output [N, H, W] is allocated once (float, or bool with ``threshold``: a quarter
 of the memory) and each mask touches only its box's pixels; torchvision allocates one full
 image per mask and then stacks them (twice the output).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +72,45 @@ def paste_masks_in_image(
                                 align_corners=False)[0, 0]  # fmt: skip
         crop = resized[top - y0 : bottom - y0, left - x0 : right - x0]
         out[i, top:bottom, left:right] = crop > threshold if threshold is not None else crop
+    return out
+
+
+def paste_masks_grid_sample(
+    masks: Tensor, boxes: Tensor, image_size: tuple[int, int], threshold: float | None = None
+) -> Tensor:
+    """masks [N, M, M] or [N, 1, M, M], boxes [N, 4] xyxy -> [N, h, w] pasted with
+    MMDetection's / Detectron2's rule (see the module doc); with ``threshold`` bool masks of the
+    values >= it. Each mask is sampled only over its box widened by half a mask cell (plus a
+    pixel), outside which the sampled value is exactly 0."""
+    masks = masks[:, 0] if masks.dim() == 4 else masks
+    if masks.dim() != 3 or boxes.shape != (masks.shape[0], 4):
+        raise ValueError(
+            f"masks [N, M, M] and boxes [N, 4] expected, got {tuple(masks.shape)} and "
+            f"{tuple(boxes.shape)}"
+        )
+    height, width = int(image_size[0]), int(image_size[1])
+    dtype = torch.bool if threshold is not None else masks.dtype
+    out = torch.zeros((masks.shape[0], height, width), dtype=dtype, device=masks.device)
+    size_y, size_x = masks.shape[-2:]
+    for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
+        margin_x, margin_y = (x1 - x0) / (2 * size_x), (y1 - y0) / (2 * size_y)
+        left, right = (
+            max(math.floor(x0 - margin_x) - 1, 0),
+            min(math.ceil(x1 + margin_x) + 1, width),
+        )
+        top, bottom = (
+            max(math.floor(y0 - margin_y) - 1, 0),
+            min(math.ceil(y1 + margin_y) + 1, height),
+        )
+        if right <= left or bottom <= top or x1 <= x0 or y1 <= y0:
+            continue
+        xs = torch.arange(left, right, device=masks.device, dtype=torch.float32) + 0.5
+        ys = torch.arange(top, bottom, device=masks.device, dtype=torch.float32) + 0.5
+        u = ((xs - x0) / (x1 - x0) * 2 - 1).to(masks.dtype)
+        v = ((ys - y0) / (y1 - y0) * 2 - 1).to(masks.dtype)
+        grid = torch.stack(torch.broadcast_tensors(u[None, :], v[:, None]), dim=-1)
+        crop = F.grid_sample(masks[i][None, None], grid[None], align_corners=False)[0, 0]
+        out[i, top:bottom, left:right] = crop >= threshold if threshold is not None else crop
     return out
 
 
