@@ -11,14 +11,14 @@ import torch
 from pycocotools import mask as mask_utils
 
 from visdet.data.augment import DetectionAugment
-from visdet.data.coco import CocoDetection
+from visdet.data.coco import CocoDetection, DatasetError
 from visdet.data.instance_masks import annotation_rle, rasterize, rasterize_targets
 
 
 def _coco(tmp_path, annotations):
     from PIL import Image
 
-    (tmp_path / "img").mkdir()
+    (tmp_path / "img").mkdir(parents=True)
     Image.new("RGB", (40, 30)).save(tmp_path / "img" / "a.png")
     data = {"images": [{"id": 1, "file_name": "a.png", "width": 40, "height": 30}],
             "annotations": annotations, "categories": [{"id": 1, "name": "thing"}]}  # fmt: skip
@@ -56,14 +56,37 @@ def test_polygons_rle_and_crowd_regions_become_compact_rles(tmp_path):
 def test_missing_or_bad_segmentations_are_named(tmp_path):
     ann = {"id": 7, "image_id": 1, "category_id": 1, "bbox": [5, 5, 10, 10], "area": 100,
            "iscrowd": 0}  # fmt: skip
-    dataset = _coco(tmp_path, [ann])
-    with pytest.raises(Exception, match="annotation 7 of image 1 has no 'segmentation'"):
-        dataset[0]
-    with pytest.raises(ValueError, match="polygons must be lists of at least 3"):
-        annotation_rle([[1, 2, 3]], 30, 40)
-    with pytest.raises(ValueError, match=r"RLE size \[10, 10\] is not the image's \[30, 40\]"):
-        annotation_rle({"size": [10, 10], "counts": "00"}, 30, 40)
+    with pytest.raises(DatasetError, match="annotation 7 of image 1 has no 'segmentation'"):
+        _coco(tmp_path / "a", [ann])
+    sized = {**ann, "segmentation": {"size": [10, 10], "counts": "00"}}
+    with pytest.raises(DatasetError, match=r"annotation 7 of image 1: RLE size \[10, 10\] is "
+                                           r"not the image's \[30, 40\]"):  # fmt: skip
+        _coco(tmp_path / "b", [sized])
+    with pytest.raises(DatasetError, match="annotation 7 of image 1: polygons must be a list"):
+        _coco(tmp_path / "c", [{**ann, "segmentation": [1, 2, 3, 4, 5, 6]}])
+    assert annotation_rle([[1, 2, 3, 4]], 30, 40) is None  # no polygon of 3 points
     assert rasterize([], 3, 4).shape == (0, 3, 4)
+
+
+def test_degenerate_polygons_and_objects_without_mask_pixels_are_dropped_and_counted(
+    tmp_path, caplog
+):
+    box = {"image_id": 1, "category_id": 1, "bbox": [5, 5, 10, 10], "area": 100, "iscrowd": 0}
+    square = [5, 5, 15, 5, 15, 15, 5, 15]
+    anns = [
+        {**box, "id": 1, "segmentation": [square, [1, 2, 3, 4]]},  # one of 2 polygons degenerate
+        {**box, "id": 2, "segmentation": [[1, 1, 2, 2]]},  # no polygon left: object dropped
+        {**box, "id": 3, "segmentation": [[50, 40, 60, 40, 60, 50]]},  # outside: no pixels
+        {**box, "id": 4, "segmentation": [square]},
+    ]
+    dataset = _coco(tmp_path, anns)
+    _, target = dataset[0]
+    assert len(target["boxes"]) == len(target["masks_rle"]) == 2  # objects 1 and 4
+    assert dataset.dropped_boxes == 2 and dataset.dropped_polygons == 2
+    assert "2 without mask pixels in the image" in caplog.text
+    assert "dropped 2 degenerate polygons" in caplog.text
+    boxes_only = CocoDetection(tmp_path / "ann.json", tmp_path / "img", cache_dir=None)
+    assert len(boxes_only[0][1]["boxes"]) == 4 and boxes_only.dropped_boxes == 0
 
 
 def _painted(masks: torch.Tensor) -> torch.Tensor:

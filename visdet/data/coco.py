@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
@@ -42,6 +43,7 @@ from visdet.data.image_decode import (
     read_header,
 )
 from visdet.data.index_cache import (
+    BOX_DROP_KINDS,
     DROP_KINDS,
     StartupIndex,
     cache_key,
@@ -50,7 +52,7 @@ from visdet.data.index_cache import (
     resolve_cache_dir,
     save_index,
 )
-from visdet.data.instance_masks import annotation_rle, merge_rles
+from visdet.data.instance_masks import annotation_rle, degenerate_polygons, merge_rles
 from visdet.io.strict_json import read_json_file
 
 log = logging.getLogger(__name__)
@@ -138,10 +140,10 @@ class CocoDetection(Dataset):
         if cache_dir is None:
             return self._build_index()
         names = [self.coco.imgs[i]["file_name"] for i in self.image_ids]
-        key = cache_key(self.ann_file, self.image_dir, names, self.max_image_pixels)
+        key = cache_key(self.ann_file, self.image_dir, names, self.max_image_pixels, self.masks)
         if key is None:  # an image is missing: the scan names it
             return self._build_index()
-        path = entry_path(cache_dir, self.ann_file, self.image_dir)
+        path = entry_path(cache_dir, self.ann_file, self.image_dir, self.masks)
         infos = [self.coco.imgs[i] for i in self.image_ids]
         sizes = [(int(info["height"]), int(info["width"])) for info in infos]
         index = load_index(path, key, self.image_ids, sizes)
@@ -246,7 +248,7 @@ class CocoDetection(Dataset):
         info = self.coco.imgs[image_id]
         h, w = int(info["height"]), int(info["width"])
         kept = []
-        dropped = {"zero": 0, "subpixel": 0, "outside": 0}
+        dropped = dict.fromkeys(DROP_KINDS, 0)
         for ann in self.coco.imgToAnns.get(image_id, []):
             if ann.get("iscrowd", 0) or ann.get("ignore", 0):
                 continue
@@ -262,44 +264,63 @@ class CocoDetection(Dataset):
             if x2 - x1 < 1 or y2 - y1 < 1:
                 dropped["subpixel"] += 1
                 continue
+            if self.masks:
+                dropped["polygons"] += degenerate_polygons(ann.get("segmentation"))
+                rle = self._object_rle(ann, image_id, h, w)
+                if rle is None or mask_utils.area(rle) == 0:
+                    dropped["no_mask"] += 1
+                    continue
             kept.append((ann, [x1, y1, x2, y2]))
         return kept, dropped
+
+    def _object_rle(self, ann: dict, image_id: int, height: int, width: int) -> dict | None:
+        """The annotation's mask as one compressed RLE (None: no polygon of 3 points);
+        DatasetError naming the annotation when it has none or it is malformed."""
+        where = f"{self.ann_file}: annotation {ann.get('id')} of image {image_id}"
+        if "segmentation" not in ann:
+            raise DatasetError(
+                f"{where} has no 'segmentation' (instance masks are on: data.masks=true)"
+            )
+        try:
+            return annotation_rle(ann["segmentation"], height, width, where)
+        except ValueError as e:
+            raise DatasetError(str(e)) from None
 
     def _mask_rles(self, image_id: int) -> tuple[list[dict], dict | None]:
         """(one RLE per target object, in the targets' order; the union of the image's
         crowd regions or None)."""
         info = self.coco.imgs[image_id]
         h, w = int(info["height"]), int(info["width"])
-        kept, _ = self._kept_annotations(image_id)
-        rles = []
-        for ann, _ in kept:
-            if "segmentation" not in ann:
-                raise DatasetError(
-                    f"{self.ann_file}: annotation {ann.get('id')} of image {image_id} has no "
-                    "'segmentation' (instance masks are on: data.masks=true)"
-                )
-            rles.append(annotation_rle(ann["segmentation"], h, w,
-                                       f"{self.ann_file} annotation {ann.get('id')}"))  # fmt: skip
+        kept, _ = self._kept_annotations(image_id)  # objects with mask pixels
+        rles = [self._object_rle(ann, image_id, h, w) for ann, _ in kept]
         crowd = [
-            annotation_rle(a["segmentation"], h, w, f"{self.ann_file} annotation {a.get('id')}")
+            self._object_rle(a, image_id, h, w)
             for a in self.coco.imgToAnns.get(image_id, [])
             if a.get("iscrowd", 0) and "segmentation" in a
         ]
-        return rles, merge_rles(crowd)
+        return rles, merge_rles([r for r in crowd if r is not None])
 
     def _report_dropped(self, total: dict[str, int]) -> None:
-        self.dropped_boxes = sum(total.values())
+        self.dropped_boxes = sum(total[k] for k in BOX_DROP_KINDS)
+        self.dropped_polygons = total["polygons"]
         if self.dropped_boxes:
+            no_mask = f", {total['no_mask']} without mask pixels in the image" if self.masks else ""
             log.warning(
                 "%s: dropped %d degenerate boxes (%d with zero area, %d under 1 px wide or high, "
-                "%d with no area inside the image); evaluation against this file still "
+                "%d with no area inside the image%s); evaluation against this file still "
                 "counts them as ground truth, as pycocotools does",
                 self.ann_file.name,
                 self.dropped_boxes,
                 total["zero"],
                 total["subpixel"],
                 total["outside"],
+                no_mask,
             )
+        if self.dropped_polygons:
+            log.warning(
+                "%s: dropped %d degenerate polygons (fewer than 3 points) from the objects' "
+                "masks", self.ann_file.name, self.dropped_polygons,
+            )  # fmt: skip
 
     def num_boxes(self) -> int:
         return sum(len(t["labels"]) for t in self.targets)

@@ -28,10 +28,11 @@ from visdet.io.atomic_write import write_text_atomic
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1  # bump when what CocoDetection computes at start-up changes
+CACHE_VERSION = 2  # bump when what CocoDetection computes at start-up changes
 ENV_VAR = "VISDET_CACHE"
 AUTO_MIN_IMAGES = 1000
-DROP_KINDS = ("zero", "subpixel", "outside")
+DROP_KINDS = ("zero", "subpixel", "outside", "no_mask", "polygons")
+BOX_DROP_KINDS = ("zero", "subpixel", "outside", "no_mask")  # those that drop an object
 
 __all__ = ["StartupIndex", "cache_key", "entry_path", "load_index", "resolve_cache_dir"]
 
@@ -66,18 +67,24 @@ def resolve_cache_dir(cache_dir: str | os.PathLike | None, num_images: int) -> P
     return Path(env) if env else Path.home() / ".cache" / "visdet" / "index"
 
 
-def entry_path(cache_dir: Path, ann_file: Path, image_dir: Path) -> Path:
-    """The cache file of one (annotation file, image folder) pair."""
-    name = f"{ann_file.resolve()}\0{image_dir.resolve()}"
+def entry_path(cache_dir: Path, ann_file: Path, image_dir: Path, masks: bool = False) -> Path:
+    """The cache file of one (annotation file, image folder) pair, with or without instance
+    masks (their checks drop objects without mask pixels)."""
+    name = f"{ann_file.resolve()}\0{image_dir.resolve()}" + ("\0masks" if masks else "")
     return cache_dir / f"{hashlib.sha256(name.encode()).hexdigest()[:24]}.json"
 
 
 def cache_key(
-    ann_file: Path, image_dir: Path, file_names: list[str], max_pixels: int | None
+    ann_file: Path,
+    image_dir: Path,
+    file_names: list[str],
+    max_pixels: int | None,
+    masks: bool = False,
 ) -> str | None:
     """The key of the current inputs; None when an image cannot be stat'ed (the scan then
     reports it)."""
-    digest = hashlib.sha256(f"v{CACHE_VERSION}\0{image_dir.resolve()}\0{max_pixels}\0".encode())
+    head = f"v{CACHE_VERSION}\0{image_dir.resolve()}\0{max_pixels}\0{masks}\0"
+    digest = hashlib.sha256(head.encode())
     digest.update(hashlib.sha256(ann_file.read_bytes()).digest())
     for name in file_names:
         try:

@@ -19,20 +19,26 @@ from pycocotools import mask as mask_utils
 from torch import Tensor
 
 
-def annotation_rle(segmentation, height: int, width: int, where: str = "segmentation") -> dict:
+def annotation_rle(
+    segmentation, height: int, width: int, where: str = "segmentation"
+) -> dict | None:
     """One compressed RLE ``{"size": [h, w], "counts": bytes}`` of a COCO segmentation of an
-    image of ``height`` x ``width``; a ValueError naming ``where`` for anything else."""
+    image of ``height`` x ``width``; degenerate polygons (fewer than 3 points) are left out
+    (``degenerate_polygons`` counts them), and None is returned when none is left. A
+    ValueError naming ``where`` for anything else (not polygons or an RLE, an RLE of another
+    size, a polygon of non-numbers)."""
     if isinstance(segmentation, list):
-        polygons = [p for p in segmentation if isinstance(p, list)]
-        if (
-            not polygons
-            or len(polygons) != len(segmentation)
-            or any(len(p) < 6 or len(p) % 2 for p in polygons)
-        ):
+        if not all(isinstance(p, list) for p in segmentation):
             raise ValueError(
-                f"{where}: polygons must be lists of at least 3 (x, y) pairs, got "
+                f"{where}: polygons must be a list of [x1, y1, x2, y2, ...] lists, got "
                 f"{str(segmentation)[:80]}"
             )
+        polygons = [p for p in segmentation if len(p) >= 6 and len(p) % 2 == 0]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                   for p in polygons for v in p):  # fmt: skip
+            raise ValueError(f"{where}: polygon coordinates must be numbers")
+        if not polygons:
+            return None
         return mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
     if isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
         if list(segmentation["size"]) != [height, width]:
@@ -49,6 +55,14 @@ def annotation_rle(segmentation, height: int, width: int, where: str = "segmenta
         f"{where}: expected polygons or an RLE dict with 'size' and 'counts', got "
         f"{type(segmentation).__name__}"
     )
+
+
+def degenerate_polygons(segmentation) -> int:
+    """How many polygons of a COCO segmentation have fewer than 3 points (0 for an RLE)."""
+    if not isinstance(segmentation, list):
+        return 0
+    return sum(1 for p in segmentation if not (isinstance(p, list) and len(p) >= 6
+                                               and len(p) % 2 == 0))  # fmt: skip
 
 
 def merge_rles(rles: list[dict]) -> dict | None:

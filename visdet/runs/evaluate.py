@@ -59,8 +59,10 @@ def run_eval(cfg: DictConfig) -> dict:
             raise ValueError("detections= needs annotations=GT.json (the COCO annotation file)")
         coco_gt = load_coco(cfg.annotations)
         raw = read_results(cfg.detections)
-        masks = bool(raw) and all(isinstance(r, dict) and "segmentation" in r for r in raw)
-        settings = eval_settings(cfg, masks)
+        entries = [r for r in raw if isinstance(r, dict)]
+        masks = bool(raw) and len(entries) == len(raw) and all("segmentation" in r for r in raw)
+        boxes = not masks or all("bbox" in r for r in entries)
+        settings = eval_settings(cfg, masks, boxes)
         names = Path(cfg.annotations).name, Path(cfg.detections).name
         for iou_type in sorted(settings.iou_types):  # checked for each; segm (RLEs) kept
             results = load_results(raw, coco_gt, iou_type, *names)
@@ -99,12 +101,13 @@ def run_eval(cfg: DictConfig) -> dict:
     return metrics
 
 
-def eval_settings(cfg: DictConfig, masks: bool = False) -> EvalSettings:
+def eval_settings(cfg: DictConfig, masks: bool = False, boxes: bool = True) -> EvalSettings:
     """The evaluation settings of ``cfg``; ``masks``: the detections have instance masks (a
-    mask model's, or a results file's), so ``iou_type=null`` evaluates segm beside bbox."""
+    mask model's, or a results file's) and ``boxes`` boxes, so ``iou_type=null`` evaluates
+    segm beside bbox, or segm alone for a results file of masks without boxes."""
     iou_type = cfg.get("iou_type")
     if iou_type is None:
-        iou_types = ("bbox", "segm") if masks else ("bbox",)
+        iou_types = ("bbox",) * boxes + ("segm",) * masks
     else:
         iou_types = tuple(iou_type) if OmegaConf.is_list(iou_type) else (str(iou_type),)
     area = cfg.get("area_ranges")
