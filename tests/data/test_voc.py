@@ -113,3 +113,41 @@ def test_source_classes_cover_both_splits(tmp_path):
         coco = json.loads(split.ann_file.read_text())
         assert [c["name"] for c in coco["categories"]] == sorted(CLASSES)
         assert split.image_dir == root / "JPEGImages"
+
+
+def test_segmentation_object_pngs_become_instance_masks(tmp_path, caplog):
+    import numpy as np
+    from pycocotools import mask as mask_utils
+
+    from visdet.data.coco import CocoDetection
+
+    root = tmp_path / "v"
+    for d in ("Annotations", "JPEGImages", "ImageSets/Segmentation", "SegmentationObject"):
+        (root / d).mkdir(parents=True)
+    Image.new("RGB", (30, 20)).save(root / "JPEGImages" / "a.jpg")
+    Image.new("RGB", (30, 20)).save(root / "JPEGImages" / "b.jpg")
+    objects = [("cat", [2, 2, 12, 12], 0), ("dog", [15, 5, 28, 18], 0), ("cat", [1, 1, 4, 4], 0)]
+    (root / "Annotations" / "a.xml").write_text(voc_xml("a.jpg", objects))
+    (root / "Annotations" / "b.xml").write_text(voc_xml("b.jpg", objects[:1]))
+    (root / "ImageSets" / "Segmentation" / "train.txt").write_text("a\nb\n")
+    values = np.zeros((20, 30), dtype=np.uint8)
+    values[2:12, 2:12] = 1
+    values[5:18, 15:28] = 2
+    values[1:13, 1] = 255  # the void border: no object's pixels
+    png = Image.fromarray(values, mode="P")
+    png.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [0, 0, 0] * 252 + [224, 224, 192])
+    png.save(root / "SegmentationObject" / "a.png")
+    Image.new("P", (10, 10)).save(root / "SegmentationObject" / "b.png")  # another size
+    read = read_voc(root, "train", image_sets="Segmentation")
+    assert read.problems == ["SegmentationObject/b.png is 10x10 but its image is 30x20 "
+                             "(width x height)"]  # fmt: skip
+    masks = [mask_utils.decode(a["segmentation"]) for a in read.coco["annotations"][:3]]
+    for index, mask in enumerate(masks, start=1):
+        assert np.array_equal(mask, (values == index).astype(np.uint8))
+    assert "segmentation" not in read.coco["annotations"][3]  # b: its PNG was refused
+    read.coco["annotations"] = read.coco["annotations"][:3]  # object 3 has no pixels
+    (tmp_path / "ann.json").write_text(json.dumps(read.coco))
+    dataset = CocoDetection(tmp_path / "ann.json", read.image_dir, cache_dir=None, masks=True)
+    assert len(dataset[0][1]["masks_rle"]) == 2 and dataset.dropped_boxes == 1
+    with pytest.raises(FileNotFoundError, match="ImageSets/Main/train.txt"):
+        read_voc(root, "train")

@@ -116,7 +116,8 @@ def test_every_bad_line_is_named(tmp_path):
     assert read.problems == [
         f"{f} line 2: class 7 but data.yaml names 4 classes",
         f"{f} line 3: coordinates outside [0, 1]: 1.5 0.5 0.2 0.2",
-        f"{f} line 4: expected 5 fields 'class cx cy w h', got 4",
+        f"{f} line 4: expected 'class cx cy w h' (5 fields) or a polygon 'class x1 y1 ... xn yn' "
+        "(3 or more points: an odd number of 7 or more fields), got 4 fields",
         f"{f} line 6: not numbers: 'a b c d e'",
         f"{f} line 7: class -1 but data.yaml names 4 classes",
     ]
@@ -179,3 +180,39 @@ def test_source_converts_once_and_feeds_the_datamodule(tmp_path):
     again = YoloSource(str(data_yaml), str(tmp_path / "cache"))
     again.prepare()  # a changed label file: a new conversion
     assert again.splits()["train"].ann_file != split.ann_file
+
+
+def test_yolo_seg_polygons_become_segmentations(tmp_path):
+    from PIL import Image
+    from pycocotools import mask as mask_utils
+
+    from visdet.data.coco import CocoDetection
+
+    root = tmp_path / "seg"
+    (root / "images" / "train").mkdir(parents=True)
+    (root / "labels" / "train").mkdir(parents=True)
+    Image.new("RGB", (40, 20)).save(root / "images" / "train" / "a.png")
+    (root / "labels" / "train" / "a.txt").write_text(
+        "1 0.1 0.1 0.6 0.1 0.6 0.9\n"  # a triangle: (4, 2), (24, 2), (24, 18)
+        "0 0.5 0.5 0.2 0.2\n"  # a plain box in the same file
+        "0 0.1 0.1 0.6 0.1 0.6\n"  # 6 fields: neither
+        "0 0.1 0.1 0.6 0.1 0.6 1.9\n"  # a polygon point outside [0, 1]
+    )
+    (root / "data.yaml").write_text("names: [box, tri]\ntrain: images/train\nval: images/train\n")
+    read = read_yolo(root / "data.yaml", "train")
+    assert len(read.problems) == 2
+    assert read.problems[0].startswith("labels/train/a.txt line 3: expected 'class cx cy w h'")
+    assert read.problems[0].endswith("got 6 fields")
+    assert read.problems[1] == (
+        "labels/train/a.txt line 4: coordinates outside [0, 1]: 0.1 0.1 0.6 0.1 0.6 1.9"
+    )
+    tri, box = read.coco["annotations"]
+    assert tri["segmentation"] == [pytest.approx([4, 2, 24, 2, 24, 18])]
+    assert tri["bbox"] == pytest.approx([4, 2, 20, 16]) and tri["area"] == pytest.approx(160)
+    assert "segmentation" not in box and box["area"] == pytest.approx(8 * 4)
+    (root / "labels" / "train" / "a.txt").write_text("1 0.1 0.1 0.6 0.1 0.6 0.9\n")
+    read = read_yolo(root / "data.yaml", "train")
+    (tmp_path / "ann.json").write_text(json.dumps(read.coco))
+    dataset = CocoDetection(tmp_path / "ann.json", read.image_dir, cache_dir=None, masks=True)
+    (rle,) = dataset[0][1]["masks_rle"]
+    assert abs(int(mask_utils.area(rle)) - 160) <= 20  # the triangle's pixels, edges aside

@@ -184,7 +184,9 @@ class YoloSource(ConvertedSource):
 
 class VocSource(ConvertedSource):
     """A Pascal VOC dataset under ``root`` (visdet.data.formats.voc). Classes: ``classes``
-    when given, else the sorted set of object names in both splits."""
+    when given, else the sorted set of object names in both splits; ``image_sets``: the
+    ``ImageSets`` folder of the split lists (``Segmentation``: the images with instance
+    masks)."""
 
     kind = "voc"
 
@@ -195,26 +197,31 @@ class VocSource(ConvertedSource):
         val_split: str = "val",
         classes: list[str] | None = None,
         cache_dir: str | None = None,
+        image_sets: str = "Main",
     ) -> None:
         super().__init__(cache_dir)
         self.root = Path(root)
         self.names = {"train": train_split, "val": val_split}
         self.classes = list(classes) if classes is not None else None
+        self.image_sets = image_sets
         self.what = f"VOC dataset {self.root}"
-        self.settings = json.dumps([self.names, self.classes])
+        self.settings = json.dumps([self.names, self.classes, self.image_sets])
 
     def _inputs(self) -> list[Path]:
         if not self.root.is_dir():
             raise FileNotFoundError(f"data.source.root: dataset folder not found: {self.root}")
-        sets = [self.root / "ImageSets" / "Main" / f"{n}.txt" for n in self.names.values()]
-        paths = [*sets, self.root / "Annotations", self.root / "JPEGImages"]
+        sets = [self.root / "ImageSets" / self.image_sets / f"{n}.txt"
+                for n in self.names.values()]  # fmt: skip
+        paths = [*sets, self.root / "Annotations", self.root / "JPEGImages",
+                 self.root / "SegmentationObject"]  # fmt: skip
         return [p for p in paths if p.exists()]
 
     def _image_dir(self, split: str) -> Path:
         return self.root / "JPEGImages"
 
     def _read(self) -> dict[str, FormatRead]:
-        reads = {s: read_voc(self.root, n, self.classes) for s, n in self.names.items()}
+        reads = {s: read_voc(self.root, n, self.classes, self.image_sets)
+                 for s, n in self.names.items()}  # fmt: skip
         if self.classes is None:
             names = sorted({c["name"] for r in reads.values() for c in r.coco["categories"]})
             reads = {s: relabel(r, names) for s, r in reads.items()}

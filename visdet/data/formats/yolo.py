@@ -1,11 +1,15 @@
 """The Ultralytics YOLO layout: a ``data.yaml`` with ``names`` (a list, or ``{index: name}``),
 an optional ``path`` (the dataset root; relative paths are relative to the yaml's folder) and
 ``train`` / ``val`` folders of images relative to that root. Each image's labels are in the
-sibling ``labels`` folder (``.../images/.../x.jpg`` -> ``.../labels/.../x.txt``), one box a line:
-``class cx cy w h``, normalised to [0, 1]. An image without a label file has no boxes.
+sibling ``labels`` folder (``.../images/.../x.jpg`` -> ``.../labels/.../x.txt``), one object a
+line: ``class cx cy w h`` (a box) or, as YOLO-seg writes them, ``class x1 y1 x2 y2 ... xn yn``
+(a polygon of n >= 3 points), normalised to [0, 1]. An image without a label file has no
+boxes.
 
 Boxes become COCO pixels ``x = (cx - w/2) * W`` etc., clipped to the image (a box whose
-centre and sides are in [0, 1] can still reach past the border by up to half its size)."""
+centre and sides are in [0, 1] can still reach past the border by up to half its size). A
+polygon becomes the object's ``segmentation`` (in pixels), its box the polygon's bounds and
+its area the polygon's (the shoelace formula), as COCO's polygon annotations have."""
 
 from __future__ import annotations
 
@@ -63,10 +67,14 @@ def label_path(image: Path) -> Path:
 
 
 def _parse_line(line: str, num_classes: int, names: str) -> tuple[int, list[float]] | str:
-    """(class index, [cx, cy, w, h]) or the problem with the line."""
+    """(class index, [cx, cy, w, h] or a polygon's [x1, y1, ..., xn, yn]) or the problem with
+    the line."""
     fields = line.split()
-    if len(fields) != 5:
-        return f"expected 5 fields 'class cx cy w h', got {len(fields)}"
+    if len(fields) != 5 and (len(fields) < 7 or len(fields) % 2 == 0):
+        return (
+            f"expected 'class cx cy w h' (5 fields) or a polygon 'class x1 y1 ... xn yn' "
+            f"(3 or more points: an odd number of 7 or more fields), got {len(fields)} fields"
+        )
     try:
         cls_f = float(fields[0])
         values = [float(v) for v in fields[1:]]
@@ -77,6 +85,18 @@ def _parse_line(line: str, num_classes: int, names: str) -> tuple[int, list[floa
     if not all(0.0 <= v <= 1.0 for v in values):
         return f"coordinates outside [0, 1]: {' '.join(fields[1:])}"
     return int(cls_f), values
+
+
+def add_polygon(coco: dict, image_id: int, label: int, normalised: list[float], width: int,
+                height: int) -> None:  # fmt: skip
+    """An object given as a normalised polygon: its pixels' polygon as ``segmentation``, its
+    bounds as ``bbox`` and its shoelace area as ``area``."""
+    xs = [v * width for v in normalised[0::2]]
+    ys = [v * height for v in normalised[1::2]]
+    area = abs(sum(xs[i] * ys[i - 1] - xs[i - 1] * ys[i] for i in range(len(xs)))) / 2
+    box = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
+    polygon = [v for xy in zip(xs, ys, strict=True) for v in xy]
+    add_box(coco, image_id, label, box, area=area, segmentation=[polygon])
 
 
 def read_yolo(data_yaml: Path, split: str) -> FormatRead:
@@ -112,7 +132,11 @@ def read_yolo(data_yaml: Path, split: str) -> FormatRead:
             if isinstance(parsed, str):
                 problems.append(f"{shown(labels)} line {number}: {parsed}")
                 continue
-            label, (cx, cy, w, h) = parsed
+            label, values = parsed
+            if len(values) > 4:
+                add_polygon(coco, image_id, label, values, width, height)
+                continue
+            cx, cy, w, h = values
             x1, y1 = max(0.0, (cx - w / 2) * width), max(0.0, (cy - h / 2) * height)
             x2, y2 = min(width, (cx + w / 2) * width), min(height, (cy + h / 2) * height)
             add_box(coco, image_id, label, [x1, y1, x2 - x1, y2 - y1])
