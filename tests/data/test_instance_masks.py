@@ -11,6 +11,7 @@ import torch
 from pycocotools import mask as mask_utils
 
 from visdet.data.augment import DetectionAugment
+from visdet.data.boxes_in_view import mask_boxes
 from visdet.data.coco import CocoDetection, DatasetError
 from visdet.data.instance_masks import annotation_rle, rasterize, rasterize_targets
 
@@ -127,9 +128,20 @@ def test_masks_move_with_the_image_content(settings):
     assert union.sum() > 0.3 * (masks.sum().item() * 4)  # most of the objects stayed in view
 
 
-def test_validation_resizes_masks_and_mosaic_refuses_them():
+def _two_objects():
+    masks = torch.zeros(2, 48, 64, dtype=torch.uint8)
+    masks[0, 5:20, 4:30] = 1
+    masks[1, 25:45, 35:60] = 1
+    crowd = torch.zeros(48, 64, dtype=torch.uint8)
+    crowd[40:48, 0:8] = 1
+    return {"boxes": torch.tensor([[4.0, 5, 30, 20], [35, 25, 60, 45]]),
+            "labels": torch.tensor([1, 2]), "masks": masks, "crowd": crowd,
+            "orig_size": (48, 64)}  # fmt: skip
+
+
+def test_validation_resizes_masks_and_mixup_refuses_them():
     augment = DetectionAugment(train_sizes=(64,), val_size=96, hflip=0.0, color_jitter=None,
-                               mosaic={"p": 1.0})  # fmt: skip
+                               mixup={"p": 1.0})  # fmt: skip
     masks = torch.zeros(1, 48, 64, dtype=torch.uint8)
     masks[0, 10:20, 10:30] = 1
     target = {"boxes": torch.tensor([[10.0, 10, 30, 20]]), "labels": torch.tensor([1]),
@@ -137,5 +149,49 @@ def test_validation_resizes_masks_and_mosaic_refuses_them():
               "orig_size": (48, 64)}  # fmt: skip
     _, out = augment([torch.rand(3, 48, 64)], [dict(target)], train=False)
     assert out[0]["masks"].shape == (1, 96, 128) and int(out[0]["masks"].sum()) == 800
-    with pytest.raises(ValueError, match="aug.mosaic does not transform instance masks yet"):
+    with pytest.raises(ValueError, match="aug.mixup does not transform instance masks yet"):
         augment([torch.rand(3, 48, 64)], [dict(target)], train=True, step=0)
+
+
+def test_mosaic_pastes_masks_with_their_pixels():
+    torch.manual_seed(1)
+    augment = DetectionAugment(train_sizes=(48,), hflip=0.0, color_jitter=None,
+                               mosaic={"p": 1.0}, min_box_size=1.0)  # fmt: skip
+    targets = [_two_objects() for _ in range(4)]
+    images = [_painted(t["masks"]) for t in targets]
+    for image, t in zip(images, targets, strict=True):
+        image[1] = t["crowd"].float()  # the crowd region in channel 1
+    out_images, out = augment(images, targets, train=True, step=0)
+    for image, t in zip(out_images, out, strict=True):
+        assert t["masks"].shape == (len(t["boxes"]), 48, 48) and len(t["boxes"]) > 0
+        union = t["masks"].amax(dim=0).bool()
+        assert torch.equal(union, image[0] > 0.5)  # copied pixels: exact
+        assert torch.equal(t["crowd"].bool(), image[1] > 0.5)
+        tight, nonempty = mask_boxes(t["masks"].bool())
+        assert nonempty.all()
+        inside = (tight[:, :2] >= t["boxes"][:, :2] - 1e-4) & (
+            tight[:, 2:] <= t["boxes"][:, 2:] + 1e-4
+        )
+        assert inside.all()  # each mask stays within its (clipped) box
+
+
+def test_boxes_follow_the_masks_after_a_rotation():
+    torch.manual_seed(2)
+    augment = DetectionAugment(train_sizes=(48,), hflip=0.0, color_jitter=None,
+                               affine={"degrees": [30, 30], "p": 1.0})  # fmt: skip
+    target = _two_objects()
+    _, out = augment([_painted(target["masks"])], [target], train=True, step=0)
+    t = out[0]
+    tight, nonempty = mask_boxes(t["masks"].bool())
+    assert len(t["boxes"]) >= 1 and nonempty.all()
+    assert torch.equal(t["boxes"], tight)  # the tight bounds of the rotated masks
+
+
+def test_mask_boxes_are_tight_and_empty_masks_flagged():
+    masks = torch.zeros(3, 10, 12, dtype=torch.bool)
+    masks[0, 2:5, 3:9] = True
+    masks[1, 9, 11] = True
+    boxes, nonempty = mask_boxes(masks)
+    assert boxes.tolist() == [[3, 2, 9, 5], [11, 9, 12, 10], [0, 0, 0, 0]]
+    assert nonempty.tolist() == [True, True, False]
+    assert mask_boxes(masks[:0])[0].shape == (0, 4)

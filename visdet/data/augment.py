@@ -25,7 +25,10 @@ Instance masks (targets from ``data.masks=true``): the RLEs are rasterised on th
 device first (visdet.data.instance_masks), then resized with their image (nearest neighbour)
 and moved by Kornia's geometric ops with the images' own draw (its ``mask`` data key:
 nearest neighbour, colour ops skipped), crowd regions with them; masks are kept or dropped with
-their boxes. Large-scale jitter, mosaic and mixup do not move masks yet and refuse such data.
+their boxes, and the pasting of mosaic copies them with their pixels. After a rotation or shear
+(which turns a box's corners into a loose hull) the boxes are re-derived from the moved masks
+(their tight bounds, as Ultralytics does from segments); an object whose mask left the image is
+dropped. Large-scale jitter and mixup do not move masks yet and refuse such data.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from visdet.data.augment_settings import (
     PhotometricSettings,
     parse,
 )
-from visdet.data.boxes_in_view import boxes_in_view, clip_boxes, select
+from visdet.data.boxes_in_view import boxes_in_view, clip_boxes, mask_boxes, select
 from visdet.data.instance_masks import rasterize_targets
 from visdet.data.mixup import draw_lambda, mixup
 from visdet.data.mosaic import draw_center, mosaic
@@ -237,11 +240,10 @@ class DetectionAugment(nn.Module):
         return out_images, out_targets
 
     def _check_mask_support(self) -> None:
-        """Instance masks follow resizing, flips, affine, crops and colour ops; these
+        """Instance masks follow resizing, flips, affine, crops, mosaic and colour ops; these
         augmentations do not move them yet."""
         active = [name for name, on in (("large_scale_jitter", self.jitter is not None),
-                                        ("mosaic", self.mosaic_on), ("mixup", self.mixup_on))
-                  if on]  # fmt: skip
+                                        ("mixup", self.mixup_on)) if on]  # fmt: skip
         if active:
             raise ValueError(
                 f"aug.{active[0]} does not transform instance masks yet (the data has "
@@ -302,7 +304,20 @@ class DetectionAugment(nn.Module):
                 m = matrices[j] if matrices is not None else torch.eye(3, device=batch.device)
                 moved = map_boxes(targets[i]["boxes"], m.to(batch.dtype))
                 boxes, keep = boxes_in_view(moved, size, self.min_box_size, self.min_visible)
+                if "masks" in targets[i]:
+                    boxes, keep = self._boxes_of_masks(targets[i]["masks"], boxes, keep, m)
                 targets[i] = select(targets[i], boxes, keep)
+
+    def _boxes_of_masks(self, masks: Tensor, boxes: Tensor, keep: Tensor, matrix: Tensor):
+        """Objects whose moved mask is empty are dropped; after a rotation or shear
+        (off-diagonal ``matrix`` terms) each box becomes its mask's tight box."""
+        tight, nonempty = mask_boxes(masks.bool())
+        keep = keep & nonempty
+        if bool((matrix[:2, :2] - torch.diag(torch.diagonal(matrix[:2, :2]))).abs().max() > 1e-6):
+            boxes = torch.where(nonempty[:, None], tight.to(boxes.dtype), boxes)
+            w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+            keep &= (w >= self.min_box_size) & (h >= self.min_box_size)
+        return boxes, keep
 
 
 def _stack_masks(targets: list[dict], size, dtype) -> tuple[Tensor, list[int]]:

@@ -33,6 +33,27 @@ def boxes_in_view(
     return clipped, keep
 
 
+def mask_boxes(masks: Tensor) -> tuple[Tensor, Tensor]:
+    """``(boxes [N, 4] xyxy, nonempty [N] bool)``: the tight box of each mask [N, H, W]
+    (pixel i spans [i, i + 1]); an empty mask's box is zeros."""
+    n, h, w = masks.shape
+    rows, cols = masks.any(dim=2), masks.any(dim=1)  # [N, H], [N, W]
+    nonempty = rows.any(dim=1)
+    ys = torch.arange(h, device=masks.device, dtype=torch.float32)
+    xs = torch.arange(w, device=masks.device, dtype=torch.float32)
+    big = float(max(h, w) + 1)
+
+    def span(hit: Tensor, at: Tensor) -> tuple[Tensor, Tensor]:
+        lo = torch.where(hit, at, big).amin(dim=1)
+        hi = torch.where(hit, at + 1, -big).amax(dim=1)
+        return lo, hi
+
+    x1, x2 = span(cols.bool(), xs)
+    y1, y2 = span(rows.bool(), ys)
+    boxes = torch.stack([x1, y1, x2, y2], dim=1) * nonempty[:, None]
+    return boxes.reshape(n, 4), nonempty
+
+
 def select(target: dict, boxes: Tensor, keep: Tensor) -> dict:
     """``target`` with ``boxes[keep]`` and the matching ``labels`` (and instance ``masks``)."""
     out = {**target, "boxes": boxes[keep], "labels": target["labels"][keep]}

@@ -8,7 +8,8 @@ first above-left of it (its bottom-right corner on the centre), then above-right
 below-right; each shows the part of it that falls on the canvas. With ``center=(0, 1)`` this is
 what Ultralytics and MMDetection produce (a 2s x 2s mosaic with the centre in [s/2, 3s/2] whose
 central s x s window is kept). Pasting is integer slicing: pixels are copied, never resampled.
-Boxes are shifted with their image and kept by ``visdet.data.boxes_in_view``.
+Boxes are shifted with their image and kept by ``visdet.data.boxes_in_view``; instance masks
+(and crowd regions) are pasted with their image's pixels, each kept or dropped with its box.
 
 Kornia's ``RandomMosaic`` was not used: it clips boxes to ``width - 1`` / ``height - 1`` (the
 inclusive-corner convention, one pixel short in visdet's continuous coordinates) and keeps
@@ -48,7 +49,9 @@ def mosaic(
     cx, cy = center
     first = tiles[0][0]
     canvas = first.new_full((first.shape[0], size, size), fill)
-    boxes, labels = [], []
+    boxes, labels, masks = [], [], []
+    with_masks = "masks" in tiles[0][1]
+    crowd = first.new_zeros((size, size), dtype=torch.uint8) if with_masks else None
     for k, (image, target) in enumerate(tiles):
         h, w = int(image.shape[-2]), int(image.shape[-1])
         ox = cx - w if k in (0, 2) else cx  # the image's top-left corner on the canvas
@@ -60,4 +63,14 @@ def mosaic(
         clipped, keep = boxes_in_view(moved, (size, size), min_box_size, min_visible)
         boxes.append(clipped[keep])
         labels.append(target["labels"][keep])
-    return canvas, {**tiles[0][1], "boxes": torch.cat(boxes), "labels": torch.cat(labels)}
+        if with_masks:
+            kept = target["masks"][keep]
+            pasted = kept.new_zeros((len(kept), size, size))
+            if x1 > x0 and y1 > y0:
+                pasted[:, y0:y1, x0:x1] = kept[:, y0 - oy : y1 - oy, x0 - ox : x1 - ox]
+                crowd[y0:y1, x0:x1] |= target["crowd"][y0 - oy : y1 - oy, x0 - ox : x1 - ox]
+            masks.append(pasted)
+    out = {**tiles[0][1], "boxes": torch.cat(boxes), "labels": torch.cat(labels)}
+    if with_masks:
+        out["masks"], out["crowd"] = torch.cat(masks), crowd
+    return canvas, out
