@@ -3,7 +3,12 @@ and its ``torch.export`` program with a dynamic batch and image size.
 
 ``DetectorGraph(detector, max_det)`` maps images float32 [B, 3, H, W] in [0, 1] to
 ``boxes`` [B, K, 4] (xyxy in the input's pixels), ``scores`` [B, K], ``labels`` [B, K] int64
-and ``num_detections`` [B] int64, K = ``max_det``; rows past ``num_detections`` are zero. The
+and ``num_detections`` [B] int64, K = ``max_det``; rows past ``num_detections`` are zero. A
+detector that predicts masks (Mask R-CNN, ``visdet.models.families.predicts_masks``) adds a
+fifth output ``masks`` [B, K, M, M] float32: each detection's class mask probabilities in its
+box's frame (``MaskRCNN.unpasted``), not pasted into the image: the caller pastes them
+(``visdet.export.detector_runner.paste_masks``), as pasting's output size is the image's and
+its loop over the boxes is data-dependent. ``output_names(detector)`` names the outputs. The
 detector's own normalisation (and resize, when it has one) runs inside. Each image goes through
 the detector alone, so the data-dependent sizes inside (proposals, NMS survivors) never meet
 across images; when exported, the per-image function is mapped over the batch
@@ -22,10 +27,21 @@ from torch import Tensor, nn
 from torch.export import Dim, ExportedProgram
 
 from visdet.io.atomic_write import write_bytes_atomic
+from visdet.models.families import predicts_masks
 
 # the smallest image side of an exported detector: below it torch.export specialises the
 # coarsest feature maps (1 pixel) to constants
 MIN_SIDE = 65
+
+
+OUTPUT_NAMES = ("boxes", "scores", "labels", "num_detections")
+MASK_OUTPUT_NAMES = (*OUTPUT_NAMES, "masks")
+
+
+def output_names(detector: nn.Module) -> tuple[str, ...]:
+    """The exported graph's outputs for ``detector``: ``OUTPUT_NAMES``, plus ``masks`` for a
+    detector that predicts masks."""
+    return MASK_OUTPUT_NAMES if predicts_masks(detector) else OUTPUT_NAMES
 
 
 class DetectorGraph(nn.Module):
@@ -35,12 +51,20 @@ class DetectorGraph(nn.Module):
         super().__init__()
         if isinstance(max_det, bool) or not isinstance(max_det, int) or max_det < 1:
             raise ValueError(f"max_det must be an integer >= 1, got {max_det!r}")
+        self.masks = predicts_masks(detector)
+        if self.masks and not callable(getattr(detector, "unpasted", None)):
+            raise ValueError(
+                f"{type(detector).__name__} predicts masks but has no unpasted() method giving "
+                "them before pasting ([D, M, M]): its masks cannot be exported"
+            )
         self.detector = detector.eval()
         self.max_det = max_det
+        self.output_names = output_names(detector)
 
-    def one_image(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """image [3, H, W] -> (boxes [K, 4], scores [K], labels [K], num_detections [])."""
-        found = self.detector([image])[0]
+    def one_image(self, image: Tensor) -> tuple[Tensor, ...]:
+        """image [3, H, W] -> (boxes [K, 4], scores [K], labels [K], num_detections []), and
+        masks [K, M, M] for a mask detector."""
+        found = (self.detector.unpasted if self.masks else self.detector)([image])[0]
         k = self.max_det
         n = min(found["boxes"].shape[0], k)
         boxes = found["boxes"].new_zeros(k, 4)
@@ -49,9 +73,15 @@ class DetectorGraph(nn.Module):
         boxes[:n] = found["boxes"][:n]
         scores[:n] = found["scores"][:n]
         labels[:n] = found["labels"][:n]
-        return boxes, scores, labels, torch.scalar_tensor(n, dtype=torch.int64)
+        out = (boxes, scores, labels, torch.scalar_tensor(n, dtype=torch.int64))
+        if not self.masks:
+            return out
+        found_masks = found["masks"].to(torch.float32)
+        masks = found_masks.new_zeros(k, *found_masks.shape[1:])
+        masks[:n] = found_masks[:n]
+        return (*out, masks)
 
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be [B, 3, H, W], got {list(images.shape)}")
         if torch.compiler.is_exporting():
@@ -60,19 +90,16 @@ class DetectorGraph(nn.Module):
         return tuple(torch.stack(parts) for parts in zip(*outs, strict=True))
 
 
-OUTPUT_NAMES = ("boxes", "scores", "labels", "num_detections")
-
-
 class OneImageGraph(nn.Module):
     """``DetectorGraph.one_image`` as a module: image [3, H, W] -> (boxes [K, 4], scores [K],
-    labels [K], num_detections []). ONNX takes this graph: torch.onnx does not convert the
+    labels [K], num_detections [], and masks [K, M, M] for a mask detector). ONNX takes this graph: torch.onnx does not convert the
     batch map of ``DetectorGraph`` yet, so the ONNX file loops over the batch itself."""
 
     def __init__(self, graph: DetectorGraph) -> None:
         super().__init__()
         self.source = graph  # not "graph": an FX GraphModule attribute of that name exists
 
-    def forward(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def forward(self, image: Tensor) -> tuple[Tensor, ...]:
         return self.source.one_image(image)
 
 
@@ -85,7 +112,7 @@ class BatchOfOneGraph(nn.Module):
         super().__init__()
         self.source = graph
 
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         return tuple(t[None] for t in self.source.one_image(images[0]))
 
 
@@ -151,12 +178,13 @@ def export_onnx(
     torch), H and W (any size) in ``size``; ``example`` is one image [3, H, W]. With
     ``batched`` the file takes ``images`` [B, 3, H, W] (B dynamic: the one-image graph inside
     an ONNX Loop, ``visdet.export.onnx_batch``) and gives the [B, ...] outputs of
-    ``DetectorGraph``; without, it is the one-image graph (input ``image`` [3, H, W]). The file
+    ``DetectorGraph`` (named ``graph.output_names``); without, it is the one-image graph (input ``image`` [3, H, W]). The file
     is written atomically."""
     from visdet.export.onnx_batch import batch_over_images  # onnx: the optional 'export' extra
 
     h, w = _size_dims(size)
-    model = _onnx_model(OneImageGraph(graph), example, "image", OUTPUT_NAMES, {1: h, 2: w})
+    names = graph.output_names
+    model = _onnx_model(OneImageGraph(graph), example, "image", names, {1: h, 2: w})
     if batched:
         model = batch_over_images(model)
     write_bytes_atomic(path, model.SerializeToString())

@@ -5,7 +5,9 @@
     ``|got - ref| <= atol + rtol * |ref|``).
 (b) ``compare_detections``: the final detections of the exported file vs the eager detector,
     matched one to one by label and IoU (> ``iou_min``), scores within ``score_atol``; the
-    counts must agree and the rows past ``num_detections`` must be zero.
+    counts must agree and the rows past ``num_detections`` must be zero. A mask detector's
+    ``masks`` (M x M probabilities in each box's frame, before pasting) of matched detections
+    must agree within ``mask_atol`` (max |diff| per pixel).
 (c) ``compare_ap`` (in ``visdet.export.detector_export``): COCO AP on the validation split.
 """
 
@@ -79,82 +81,115 @@ def compare_heads(
     return Layer("a: head outputs", passed, measured, cases, failure)
 
 
-def match(ref: dict[str, Tensor], got: dict[str, Tensor], iou_min: float, score_atol: float):
+def matched_pairs(ref: dict[str, Tensor], got: dict[str, Tensor], iou_min: float,
+                  score_atol: float) -> list[tuple[int, int, float, float]]:  # fmt: skip
     """Greedy one-to-one matching of ``got`` to ``ref`` detections (highest ref score first):
-    same label, IoU > ``iou_min``, score within ``score_atol``. Returns (matched, worst IoU
-    among matches, worst score difference among matches)."""
+    same label, IoU > ``iou_min``, score within ``score_atol``. Returns the matches as
+    (ref row, got row, IoU, score difference)."""
     n_ref, n_got = len(ref["scores"]), len(got["scores"])
     if n_ref == 0 or n_got == 0:
-        return 0, 1.0, 0.0
+        return []
     iou = box_iou(ref["boxes"].double(), got["boxes"].double())
     same = ref["labels"][:, None] == got["labels"][None, :]
     close = (ref["scores"].double()[:, None] - got["scores"].double()[None, :]).abs()
     ok = same & (iou > iou_min) & (close <= score_atol)
     used = torch.zeros(n_got, dtype=torch.bool)
-    matched, worst_iou, worst_score = 0, 1.0, 0.0
+    pairs = []
     for i in torch.argsort(ref["scores"], descending=True, stable=True).tolist():
         candidates = ok[i] & ~used
         if not candidates.any():
             continue
         j = int(torch.where(candidates, iou[i], torch.tensor(-1.0, dtype=iou.dtype)).argmax())
         used[j] = True
-        matched += 1
-        worst_iou = min(worst_iou, float(iou[i, j]))
-        worst_score = max(worst_score, float(close[i, j]))
-    return matched, worst_iou, worst_score
+        pairs.append((i, j, float(iou[i, j]), float(close[i, j])))
+    return pairs
+
+
+def match(ref: dict[str, Tensor], got: dict[str, Tensor], iou_min: float, score_atol: float):
+    """``matched_pairs`` summed up: (matched, worst IoU among matches, worst score difference
+    among matches)."""
+    pairs = matched_pairs(ref, got, iou_min, score_atol)
+    worst_iou = min((p[2] for p in pairs), default=1.0)
+    return len(pairs), worst_iou, max((p[3] for p in pairs), default=0.0)
+
+
+def mask_difference(ref: Tensor, got: Tensor, pairs: Sequence[tuple[int, int, float, float]]
+                    ) -> float:  # fmt: skip
+    """max |got[j] - ref[i]| over the matched rows (i, j, ...) of masks [N, M, M]; 0 without
+    matches, infinite when the mask sizes differ."""
+    if ref.shape[1:] != got.shape[1:]:
+        return float("inf")
+    if not pairs:
+        return 0.0
+    i = torch.tensor([p[0] for p in pairs])
+    j = torch.tensor([p[1] for p in pairs])
+    return float((got[j].double() - ref[i].double()).abs().max())
 
 
 def compare_detections(
     cases: Sequence[tuple[str, Tensor, list[dict], tuple]],
     iou_min: float = 0.99,
     score_atol: float = 1e-3,
+    mask_atol: float = 1e-3,
 ) -> Layer:
     """Layer (b). Each case: (name, images [B, 3, H, W], eager detections per image, the
-    exported file's padded outputs (boxes, scores, labels, num_detections))."""
+    exported file's padded outputs (boxes, scores, labels, num_detections[, masks])). With
+    ``masks`` [B, K, M, M] (a mask detector: the eager detections have ``masks`` [n, M, M]),
+    the masks of matched detections must agree within ``mask_atol``; the report adds
+    ``max_mask_diff``."""
     rows, failures = [], []
-    min_iou, max_score = 1.0, 0.0
-    for name, images, eager, (boxes, scores, labels, counts) in cases:
+    min_iou, max_score, max_mask = 1.0, 0.0, 0.0
+    with_masks = any(len(outputs) == 5 for *_, outputs in cases)
+    for name, images, eager, (boxes, scores, labels, counts, *masks) in cases:
         b, k = images.shape[0], boxes.shape[1] if boxes.dim() == 3 else 0
         shapes_ok = (
             boxes.shape == (b, k, 4) and scores.shape == (b, k) and labels.shape == (b, k)
             and counts.shape == (b,)
+            and (not with_masks or (len(masks) == 1 and masks[0].dim() == 4
+                                    and masks[0].shape[:2] == (b, k)))
         )  # fmt: skip
         if not shapes_ok:
-            failures.append(
-                f"{name}: output shapes {[list(t.shape) for t in (boxes, scores, labels, counts)]}"
-            )
+            shapes = [list(t.shape) for t in (boxes, scores, labels, counts, *masks)]
+            failures.append(f"{name}: output shapes {shapes}")
             rows.append({"case": name, "images": b, "passed": False})
             continue
-        unmatched, padding_ok = 0, True
+        unmatched, padding_ok, case_mask = 0, True, 0.0
         for i, ref in enumerate(eager):
             n = int(counts[i])
             got = {"boxes": boxes[i, :n], "scores": scores[i, :n], "labels": labels[i, :n]}
             padding_ok &= not (boxes[i, n:].any() or scores[i, n:].any() or labels[i, n:].any())
-            matched, worst_iou, worst_score = match(ref, got, iou_min, score_atol)
-            unmatched += (len(ref["scores"]) - matched) + (n - matched)
-            min_iou, max_score = min(min_iou, worst_iou), max(max_score, worst_score)
-        passed = unmatched == 0 and padding_ok
+            pairs = matched_pairs(ref, got, iou_min, score_atol)
+            unmatched += (len(ref["scores"]) - len(pairs)) + (n - len(pairs))
+            min_iou = min([min_iou, *(p[2] for p in pairs)])
+            max_score = max([max_score, *(p[3] for p in pairs)])
+            if with_masks:
+                padding_ok &= not masks[0][i, n:].any()
+                case_mask = max(case_mask, mask_difference(ref["masks"], masks[0][i, :n], pairs))
+        max_mask = max(max_mask, case_mask)
+        masks_ok = case_mask <= mask_atol
+        passed = unmatched == 0 and padding_ok and masks_ok
         if not passed:
             failures.append(
                 f"{name}: {unmatched} unmatched detections"
                 + ("" if padding_ok else ", non-zero rows past num_detections")
+                + ("" if masks_ok else f", mask probabilities differ by {case_mask:.3g}")
             )
-        rows.append(
-            {
-                "case": name,
-                "images": b,
-                "size": list(images.shape[-2:]),
-                "eager_detections": [len(r["scores"]) for r in eager],
-                "exported_detections": [int(c) for c in counts],
-                "unmatched": unmatched,
-                "passed": passed,
-            }
-        )
+        row = {
+            "case": name,
+            "images": b,
+            "size": list(images.shape[-2:]),
+            "eager_detections": [len(r["scores"]) for r in eager],
+            "exported_detections": [int(c) for c in counts],
+            "unmatched": unmatched,
+            "passed": passed,
+        }
+        rows.append({**row, "max_mask_diff": case_mask} if with_masks else row)
     passed = not failures
-    failure = "" if passed else (
-        f"layer (b) detections (IoU > {iou_min:g}, same label, score within {score_atol:g}): "
-        + "; ".join(failures)
-    )  # fmt: skip
+    rule = f"IoU > {iou_min:g}, same label, score within {score_atol:g}"
+    rule += f", masks within {mask_atol:g}" if with_masks else ""
+    failure = "" if passed else f"layer (b) detections ({rule}): " + "; ".join(failures)
     measured = {"min_iou": min_iou, "max_score_diff": max_score, "iou_min": iou_min,
                 "score_atol": score_atol}  # fmt: skip
+    if with_masks:
+        measured |= {"max_mask_diff": max_mask, "mask_atol": mask_atol}
     return Layer("b: detections", passed, measured, rows, failure)

@@ -9,6 +9,12 @@ the pixels of the image it was given.
 
 Backends: ``.onnx`` with onnxruntime (the optional ``export`` extra), any batch size;
 ``.pt2`` (AOTInductor) with a fixed batch of one, looped over the images.
+
+A Mask R-CNN's file adds ``masks`` [B, K, M, M] (probabilities in each box's frame); the
+module pastes them into the image it gave the file (``paste_masks``, with the sidecar's
+``masks`` settings: the eager detector's ``mask_paste`` and ``mask_threshold``), so its
+detections carry ``masks`` [N, 1, H, W] as ``MaskRCNN.forward``'s do and ``visdet eval``
+evaluates segm of an exported file as of a checkpoint.
 """
 
 from __future__ import annotations
@@ -21,13 +27,13 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from visdet.export.detector_graph import OUTPUT_NAMES
+from visdet.export.detector_graph import MASK_OUTPUT_NAMES, OUTPUT_NAMES
 
 SIDECAR_SUFFIX = ".visdet.json"
 FORMAT_SUFFIXES = {"onnx": ".onnx", "aotinductor": ".pt2"}
 SIDECAR_VERSION = 1
 
-Outputs = tuple[Tensor, Tensor, Tensor, Tensor]
+Outputs = tuple[Tensor, ...]  # boxes, scores, labels, num_detections[, masks]
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
@@ -72,17 +78,19 @@ def read_sidecar(path: str | os.PathLike) -> dict:
     return meta
 
 
-def load_backend_runner(path: str | os.PathLike, fmt: str, device: torch.device) -> Callable:
+def load_backend_runner(path: str | os.PathLike, fmt: str, device: torch.device,
+                        masks: bool = False) -> Callable:  # fmt: skip
     """``run(images [B, 3, H, W]) -> (boxes, scores, labels, num_detections)`` CPU tensors
-    for an exported detector file; ValueError when the file's inputs/outputs are not a visdet
-    detector's."""
+    for an exported detector file, and ``masks`` [B, K, M, M] with ``masks`` (a mask
+    detector's file); ValueError when the file's inputs/outputs are not a visdet detector's."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"exported detector not found: {path}")
+    names = MASK_OUTPUT_NAMES if masks else OUTPUT_NAMES
     if fmt == "onnx":
-        return _onnx_runner(path, device)
+        return _onnx_runner(path, device, names)
     if fmt == "aotinductor":
-        return _aoti_runner(path, device)
+        return _aoti_runner(path, device, names)
     raise ValueError(f"format must be one of {list(FORMAT_SUFFIXES)}, got {fmt!r}")
 
 
@@ -116,14 +124,14 @@ def aoti_package(path: Path):
             raise ValueError(f"{path}: not an AOTInductor package ({e})") from e
 
 
-def _onnx_runner(path: Path, device: torch.device) -> Callable:
+def _onnx_runner(path: Path, device: torch.device, names: tuple[str, ...]) -> Callable:
     session = onnx_session(path, device)
     inputs = [i.name for i in session.get_inputs()]
     outputs = [o.name for o in session.get_outputs()]
-    if inputs != ["images"] or outputs != list(OUTPUT_NAMES):
+    if inputs != ["images"] or outputs != list(names):
         raise ValueError(
             f"{path}: not a visdet detector export: inputs {inputs} and outputs {outputs}, "
-            f"expected ['images'] and {list(OUTPUT_NAMES)}"
+            f"expected ['images'] and {list(names)}"
         )
 
     def run(images: Tensor) -> Outputs:
@@ -133,51 +141,83 @@ def _onnx_runner(path: Path, device: torch.device) -> Callable:
     return run
 
 
-def _aoti_runner(path: Path, device: torch.device) -> Callable:
+def _aoti_runner(path: Path, device: torch.device, names: tuple[str, ...]) -> Callable:
     model = aoti_package(path)
 
     def run(images: Tensor) -> Outputs:
         parts = []
         for image in images.unbind(0):
             out = model(image[None].to(device, torch.float32).contiguous())
-            if not isinstance(out, (list, tuple)) or len(out) != len(OUTPUT_NAMES):
-                raise ValueError(f"{path}: not a visdet detector export (it returned no 4-tuple)")
+            if not isinstance(out, (list, tuple)) or len(out) != len(names):
+                raise ValueError(
+                    f"{path}: not a visdet detector export (it returned no {len(names)}-tuple "
+                    f"{', '.join(names)})"
+                )
             parts.append([t.cpu() for t in out])
         if not parts:
-            return _empty_outputs(0)
+            return _empty_outputs(0, len(names))
         return tuple(torch.cat(ts) for ts in zip(*parts, strict=True))
 
     return run
 
 
-def _empty_outputs(k: int) -> Outputs:
-    return (
+def _empty_outputs(k: int, count: int = 4) -> Outputs:
+    empty = (
         torch.zeros(0, k, 4),
         torch.zeros(0, k),
         torch.zeros(0, k, dtype=torch.int64),
         torch.zeros(0, dtype=torch.int64),
     )
+    return empty if count == 4 else (*empty, torch.zeros(0, k, 0, 0))
 
 
 def trim(outputs: Outputs) -> list[dict[str, Tensor]]:
-    """Batched padded outputs -> one dict per image with the first ``num_detections`` rows."""
-    boxes, scores, labels, counts = outputs
-    return [
+    """Batched padded outputs -> one dict per image with the first ``num_detections`` rows
+    (``masks`` [n, M, M] too when the outputs have them)."""
+    boxes, scores, labels, counts, *masks = outputs
+    found = [
         {"boxes": boxes[i, :n], "scores": scores[i, :n], "labels": labels[i, :n].long()}
         for i, n in enumerate(int(c) for c in counts)
     ]
+    for i, det in enumerate(found) if masks else ():
+        det["masks"] = masks[0][i, : len(det["scores"])]
+    return found
+
+
+def paste_masks(masks: Tensor, boxes: Tensor, image_size: tuple[int, int],
+                paste: str = "torchvision", threshold: float | None = None) -> Tensor:  # fmt: skip
+    """An exported file's masks [N, M, M] (probabilities in the frames of ``boxes`` [N, 4],
+    xyxy in the pixels of the image of ``image_size`` (h, w) the file was given) pasted into
+    that image: [N, 1, h, w], probabilities, or bool above ``threshold``. ``paste`` is the
+    rule (``MaskRCNN``'s ``mask_paste``: "torchvision" or "grid_sample"); with the eager
+    detector's ``mask_paste`` and ``mask_threshold`` it gives ``MaskRCNN.forward``'s masks."""
+    from visdet.models.detectors.mask_rcnn import MASK_PASTES
+
+    if paste not in MASK_PASTES:
+        raise ValueError(f"paste must be one of {list(MASK_PASTES)}, got {paste!r}")
+    return MASK_PASTES[paste](masks, boxes, tuple(image_size), threshold=threshold)[:, None]
 
 
 class ExportedDetectorModule(nn.Module):
     """An exported detector file behind the detector contract: ``module(list of [3, H, W])``
     returns one dict per image (``boxes`` xyxy in that image's pixels, ``scores``,
-    ``labels``). Consecutive images of one size go through the file as one batch."""
+    ``labels``). Consecutive images of one size go through the file as one batch.
 
-    def __init__(self, run: Callable, num_classes: int, description: str = "") -> None:
+    ``masks``: None for a boxes-only file; for a mask detector's file the sidecar's ``masks``
+    settings (``{"paste": ..., "threshold": ...}``): each image's ``masks`` [N, M, M] are
+    pasted into it (``paste_masks``), giving ``masks`` [N, 1, H, W]."""
+
+    def __init__(self, run: Callable, num_classes: int, description: str = "",
+                 masks: dict | None = None) -> None:  # fmt: skip
         super().__init__()
         self.run = run
         self.num_classes = num_classes
         self.what = description
+        self.mask_settings = None if masks is None else {
+            "paste": masks.get("paste", "torchvision"), "threshold": masks.get("threshold")
+        }  # fmt: skip
+        # read by visdet.models.families.predicts_masks (segm evaluation, tiling's check)
+        self.predicts_masks = masks is not None
 
     def forward(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
         results: list[dict[str, Tensor]] = []
@@ -187,7 +227,18 @@ class ExportedDetectorModule(nn.Module):
             while end < len(images) and images[end].shape == images[start].shape:
                 end += 1
             batch = torch.stack([x.to(torch.float32) for x in images[start:end]])
-            results += trim(self.run(batch))
+            outputs = self.run(batch)
+            names = MASK_OUTPUT_NAMES if self.predicts_masks else OUTPUT_NAMES
+            if len(outputs) != len(names):
+                raise ValueError(
+                    f"{self.what or 'the exported file'}: {len(outputs)} outputs, expected "
+                    f"{len(names)} ({', '.join(names)})"
+                )
+            found = trim(outputs)
+            for det in found if self.predicts_masks else ():
+                det["masks"] = paste_masks(det["masks"], det["boxes"], tuple(batch.shape[-2:]),
+                                           **self.mask_settings)  # fmt: skip
+            results += found
             start = end
         return results
 
@@ -209,8 +260,14 @@ def load_exported_detector(path: str | os.PathLike, device: str | torch.device =
             f"not {path.suffix or '(no extension)'}"
         )
     checked = _checked_device(device)
-    run = load_backend_runner(path, meta["format"], checked)
-    module = ExportedDetectorModule(run, len(meta["class_names"]), f"{meta['format']}: {path}")
+    masks = meta.get("masks")
+    if masks is not None and not isinstance(masks, dict):
+        raise ValueError(
+            f"{sidecar_path(path)}: masks must be null or {{paste, threshold}}, got {masks!r}"
+        )
+    run = load_backend_runner(path, meta["format"], checked, masks=masks is not None)
+    module = ExportedDetectorModule(run, len(meta["class_names"]), f"{meta['format']}: {path}",
+                                    masks)  # fmt: skip
     det = Detector(
         module, meta["class_names"], meta["category_ids"], meta["preprocessing"], checked
     )

@@ -37,5 +37,9 @@ def family_of(detector: nn.Module) -> DetectorFamily:
 
 def predicts_masks(detector: nn.Module) -> bool:
     """Whether ``detector`` returns instance ``masks`` with its detections (its head outputs
-    include mask logits: Mask R-CNN)."""
+    include mask logits: Mask R-CNN; a module running an exported file says so with its
+    ``predicts_masks`` attribute)."""
+    declared = getattr(detector, "predicts_masks", None)
+    if isinstance(declared, bool):
+        return declared
     return "mask_logits" in getattr(type(detector), "HEAD_OUTPUTS", ())

@@ -60,9 +60,11 @@ class MaskRoIHeads(RoIHeads):
             boxes = [d["boxes"] for d in detections]
             logits = self.mask_logits(features, boxes, images)
             labels = torch.cat([d["labels"] for d in detections])
-            probs = class_mask_probabilities(logits, labels).split([len(b) for b in boxes])
-            for d, p in zip(detections, probs, strict=True):
-                d["masks"] = p
+            probs = class_mask_probabilities(logits, labels)
+            start = 0  # slices, not split(): torch.export cannot guard split's data-dependent sizes
+            for d, b in zip(detections, boxes, strict=True):
+                d["masks"] = probs[start : start + b.shape[0]]
+                start = start + b.shape[0]
             return detections, {}
         if targets is None or not all("masks" in t for t in targets):
             raise ValueError("Mask R-CNN needs targets with masks ([N, H, W]) in training mode")
