@@ -4,14 +4,17 @@ graph from images to detections, checked in three layers before it is moved into
 Files (in ``output_dir``, ``name`` = ``detector`` by default):
 
 - ``detector.onnx``: input ``images`` [B, 3, H, W] (B dynamic), outputs ``boxes`` [B, K, 4],
-  ``scores`` [B, K], ``labels`` [B, K] int64, ``num_detections`` [B] int64 (K = max_det).
+  ``scores`` [B, K], ``labels`` [B, K] int64, ``num_detections`` [B] int64 (K = max_det);
+  a Mask R-CNN adds ``masks`` [B, K, M, M] float32 (probabilities in each box's frame, pasted
+  into the image by the caller: ``visdet.export.detector_runner.paste_masks``).
 - ``detector.pt2``: the AOTInductor package, the same outputs for a batch of one.
 - ``detector.aotinductor.json``: its runtime spec (WhiskerToolbox format, fixed batch 1).
 - ``detector.onnx.visdet.json``, ``detector.pt2.visdet.json`` (one per file): classes, category ids,
   preprocessing, bounds, the checkpoint's model description; ``visdet eval ckpt=detector.onnx``
   reads it.
 - ``detector.int8.onnx`` with ``quantize=dynamic`` (onnxruntime's dynamic int8 weights).
-- ``export_report.json``: the parity layers per format, timings, latencies.
+- ``export_report.json``: the parity layers per format, timings, latencies (a mask model's
+  layer (b) adds the masks' max difference, layer (c) the mask AP).
 
 The exported graph gets images already resized by the checkpoint's preprocessing (short side
 ``min_size``, long side at most ``max_size``: ``visdet.ops.resize.resize_image``, which the
@@ -39,6 +42,7 @@ from torch import Tensor
 
 from visdet.bench.measure import time_ms
 from visdet.export.detector_graph import (
+    MASK_OUTPUT_NAMES,
     MIN_SIDE,
     OUTPUT_NAMES,
     BatchOfOneGraph,
@@ -79,7 +83,7 @@ class FormatResult:
     export_s: float = 0.0
     layers: list[Layer] = field(default_factory=list)
     latency_ms: dict[str, float] = field(default_factory=dict)
-    ap: float | None = None
+    ap: dict[str, float] | None = None  # layer (c): "ap" (box), "segm_ap" (a mask model's)
     eval_ms_per_image: float | None = None  # layer (c)'s pass over the validation split
 
     @property
@@ -101,6 +105,7 @@ class ExportSettings:
     atol: float = 1e-5
     iou_min: float = 0.99
     score_atol: float = 1e-3
+    mask_atol: float = 1e-3
     ap_tolerance: float = 0.1
     split: str = "val"
     eval_images: int | None = None
@@ -169,7 +174,9 @@ def export_detector(ckpt: str | os.PathLike, output_dir: str | os.PathLike,
     torch.manual_seed(seed)
     cases = parity_cases(eager, dataset, settings)
     with torch.no_grad():  # the eager side of layer (b), the same for every format
-        references = [trim(graph(batch)) for _, batch in cases]
+        raw = [graph(batch) for _, batch in cases]
+    references = [trim(outputs) for outputs in raw]
+    masks = mask_meta(eager.detector, raw[0]) if graph.masks else None
     eager_latency = latencies(graph, cases)
     # the largest case traces the graph: a coarsest feature map of 1 pixel (P7 of a 128 px
     # image) would be specialised to a constant by torch.export
@@ -192,12 +199,13 @@ def export_detector(ckpt: str | os.PathLike, output_dir: str | os.PathLike,
                     dataset,
                     settings,
                     ckpt,
+                    masks,
                 )  # fmt: skip
             )
             _ap_layer(results[-1], eager_ap, settings.ap_tolerance)
         if settings.quantize:
             results.append(quantize_onnx(staging, eager, dataset, settings, eager_ap, ckpt,
-                                         cases))  # fmt: skip
+                                         cases, masks))  # fmt: skip
         report = build_report(ckpt, settings, eager_ap, eager_ms, eager_latency, results)
         print(format_report(report), flush=True)
         failed = [(r, layer) for r in results for layer in r.layers
@@ -262,9 +270,9 @@ def _default_sizes(first: tuple[int, int], bounds: tuple[int, int]) -> list[tupl
 
 # -- one format ------------------------------------------------------------------------------
 def export_format(fmt, graph, heads, example, cases, references, staging, eager, dataset,
-                  settings, ckpt):  # fmt: skip
+                  settings, ckpt, masks=None):  # fmt: skip
     """Export the detector and its head graph in ``fmt`` into ``staging`` and run layers (a)
-    and (b) and the AP of (c) on them."""
+    and (b) and the AP of (c) on them; ``masks``: a mask model's ``mask_meta``."""
     name = settings.name
     path = staging / f"{name}{FORMAT_SUFFIXES[fmt]}"
     heads_path = staging / f".{name}.heads{FORMAT_SUFFIXES[fmt]}"  # checked, never shipped
@@ -281,7 +289,7 @@ def export_format(fmt, graph, heads, example, cases, references, staging, eager,
         export_aoti(BatchOfOneGraph(graph), example, str(path), settings.size)
         export_aoti(heads, example, str(heads_path), settings.size)
     result = FormatResult(fmt, [path], time.perf_counter() - start)
-    run = load_backend_runner(path, fmt, torch.device("cpu"))
+    run = load_backend_runner(path, fmt, torch.device("cpu"), masks=masks is not None)
     run_heads = _heads_runner(heads_path, fmt)
     # every size: a validation image and the flat one
     images = [im for _, batch in cases if len(batch) == len(cases[-1][1]) for im in batch[-2:]]
@@ -292,16 +300,27 @@ def export_format(fmt, graph, heads, example, cases, references, staging, eager,
         for (case_name, batch), reference in zip(cases, references, strict=True)
     ]
     result.layers.append(compare_detections(detection_cases, settings.iou_min,
-                                            settings.score_atol))  # fmt: skip
+                                            settings.score_atol, settings.mask_atol))  # fmt: skip
     result.latency_ms = latencies(run, cases)
-    exported = _detector_on(run, eager)
+    exported = _detector_on(run, eager, masks)
     result.ap, result.eval_ms_per_image = dataset_ap(exported, dataset, settings)
     if fmt == "aotinductor":
         spec = staging / f"{name}.aotinductor.json"
-        write_spec(runtime_spec(eager, settings, path.name), spec)
+        write_spec(runtime_spec(eager, settings, path.name, masks), spec)
         result.files.append(spec)
-    result.files.append(write_sidecar(path, fmt, eager, settings, ckpt))
+    result.files.append(write_sidecar(path, fmt, eager, settings, ckpt, masks))
     return result
+
+
+def mask_meta(detector, outputs) -> dict:
+    """A mask model's sidecar entry ``masks``: the mask size M of its graph's ``outputs``
+    (the fifth, [B, K, M, M]) and how the caller pastes them (the detector's ``mask_paste``
+    and ``mask_threshold``, as ``paste_masks`` takes them)."""
+    return {
+        "size": int(outputs[4].shape[-1]),
+        "paste": getattr(detector, "mask_paste", "torchvision"),
+        "threshold": detector.mask_threshold,
+    }
 
 
 def _write_batched(one_image: Path, path: Path) -> None:
@@ -322,11 +341,12 @@ def _heads_runner(path: Path, fmt: str):
     return lambda x: list(model(x.contiguous()))
 
 
-def _detector_on(run, eager):
-    """A Detector running ``run`` with ``eager``'s classes and preprocessing."""
+def _detector_on(run, eager, masks=None):
+    """A Detector running ``run`` with ``eager``'s classes and preprocessing (pasting its
+    masks with ``masks``' settings)."""
     from visdet.inference import Detector
 
-    module = ExportedDetectorModule(run, eager.num_classes)
+    module = ExportedDetectorModule(run, eager.num_classes, masks=masks)
     det = Detector(module, eager.class_names, eager.category_ids, eager.preprocessing)
     det.description = eager.description
     return det
@@ -343,12 +363,14 @@ def latencies(fn, cases) -> dict[str, float]:
 
 
 # -- layer (c) ---------------------------------------------------------------------------------
-def dataset_ap(detector, dataset, settings: ExportSettings) -> tuple[float, float]:
-    """(COCO box AP in points, ms per image) of ``detector`` on ``dataset`` (its first
-    ``eval_images`` images when set)."""
+def dataset_ap(detector, dataset, settings: ExportSettings) -> tuple[dict[str, float], float]:
+    """({"ap": COCO box AP in points, and "segm_ap": mask AP for a detector that predicts
+    masks}, ms per image) of ``detector`` on ``dataset`` (its first ``eval_images`` images
+    when set)."""
     from torch.utils.data import Subset
 
     from visdet.metrics.coco_eval import evaluate_coco
+    from visdet.models.families import predicts_masks
     from visdet.runs.evaluate import predict_dataset
 
     subset = dataset
@@ -361,29 +383,44 @@ def dataset_ap(detector, dataset, settings: ExportSettings) -> tuple[float, floa
     results = predict_dataset(detector, subset, cfg)
     ms = (time.perf_counter() - start) * 1000 / max(1, len(subset))
     ids = list(dataset.image_ids[: len(subset)]) if subset is not dataset else None
-    ap = evaluate_coco(dataset.coco, results, image_ids=ids).stats["AP"]
-    return round(100 * max(ap, 0.0), 3), round(ms, 2)
+    types = {"ap": "bbox", "segm_ap": "segm"} if predicts_masks(detector.detector) else {
+        "ap": "bbox"}  # fmt: skip
+    aps = {}
+    for key, iou_type in types.items():
+        ap = evaluate_coco(dataset.coco, results, iou_type, image_ids=ids).stats["AP"]
+        aps[key] = round(100 * max(ap, 0.0), 3)
+    return aps, round(ms, 2)
 
 
 def _ap_diff(ap: float | None, eager_ap: float) -> float | None:
     return None if ap is None else round(abs(ap - eager_ap), 3)
 
 
-def _ap_layer(result: FormatResult, eager_ap: float, tolerance: float | None) -> None:
-    """Layer (c); ``tolerance`` None: reported only (quantized files)."""
-    diff = _ap_diff(result.ap, eager_ap)
-    passed = diff is not None and (tolerance is None or diff <= tolerance)
-    failure = "" if passed else (
-        f"layer (c) COCO AP: {result.ap:.3f} against eager {eager_ap:.3f}, a difference of "
-        f"{diff:.3f} points (at most {tolerance:g} allowed)"
-    )  # fmt: skip
-    measured = {"ap": result.ap, "eager_ap": eager_ap, "ap_diff": diff, "tolerance": tolerance}
-    result.layers.append(Layer("c: COCO AP", passed, measured, [], failure))
+def _ap_layer(result: FormatResult, eager_ap: dict[str, float], tolerance: float | None) -> None:
+    """Layer (c) (box AP, and mask AP for a mask model); ``tolerance`` None: reported only
+    (quantized files)."""
+    got = result.ap or {}
+    measured, failures = {}, []
+    for key, what in (("ap", "COCO AP"), ("segm_ap", "COCO mask AP")):
+        if key not in eager_ap:
+            continue
+        diff = _ap_diff(got.get(key), eager_ap[key])
+        measured |= {key: got.get(key), f"eager_{key}": eager_ap[key], f"{key}_diff": diff}
+        if diff is None:
+            failures.append(f"{what}: not measured")
+        elif tolerance is not None and diff > tolerance:
+            failures.append(
+                f"{what}: {got[key]:.3f} against eager {eager_ap[key]:.3f}, a difference of "
+                f"{diff:.3f} points (at most {tolerance:g} allowed)"
+            )
+    measured["tolerance"] = tolerance
+    failure = "; ".join(f"layer (c) {f}" for f in failures)
+    result.layers.append(Layer("c: COCO AP", not failures, measured, [], failure))
 
 
 # -- int8 --------------------------------------------------------------------------------------
-def quantize_onnx(staging: Path, eager, dataset, settings: ExportSettings, eager_ap: float,
-                  ckpt, cases):  # fmt: skip
+def quantize_onnx(staging: Path, eager, dataset, settings: ExportSettings, eager_ap: dict,
+                  ckpt, cases, masks=None):  # fmt: skip
     """``<name>.int8.onnx``: onnxruntime's dynamic quantization (int8 weights of the MatMul
     and Gemm layers, activations quantized per call) of the checked ONNX file; its AP change
     is reported (layer c, informational: quantization is expected to move numbers)."""
@@ -402,22 +439,26 @@ def quantize_onnx(staging: Path, eager, dataset, settings: ExportSettings, eager
         root.setLevel(level)
     _write_batched(quantized, target)
     result = FormatResult("onnx-int8", [target], time.perf_counter() - start)
-    run = load_backend_runner(target, "onnx", torch.device("cpu"))
-    result.ap, result.eval_ms_per_image = dataset_ap(_detector_on(run, eager), dataset, settings)
+    run = load_backend_runner(target, "onnx", torch.device("cpu"), masks=masks is not None)
+    exported = _detector_on(run, eager, masks)
+    result.ap, result.eval_ms_per_image = dataset_ap(exported, dataset, settings)
     _ap_layer(result, eager_ap, None)
     result.latency_ms = latencies(run, cases)
-    result.files.append(write_sidecar(target, "onnx", eager, settings, ckpt))
+    result.files.append(write_sidecar(target, "onnx", eager, settings, ckpt, masks))
     return result
 
 
 # -- metadata ------------------------------------------------------------------------------------
-def write_sidecar(path: Path, fmt: str, eager, settings: ExportSettings, ckpt) -> Path:
+def write_sidecar(path: Path, fmt: str, eager, settings: ExportSettings, ckpt,
+                  masks: dict | None = None) -> Path:  # fmt: skip
+    """``<file>.visdet.json``; ``masks``: a mask model's ``mask_meta`` (the file's fifth
+    output ``masks`` and how ``visdet.export.detector_runner.paste_masks`` pastes it)."""
     meta = {
         "visdet_export": SIDECAR_VERSION,
         "format": fmt,
         "file": path.name,
         "inputs": {"images": "float32 [B, 3, H, W] RGB in [0, 1], resized by preprocessing"},
-        "outputs": list(OUTPUT_NAMES),
+        "outputs": list(MASK_OUTPUT_NAMES if masks else OUTPUT_NAMES),
         "batch": "dynamic" if fmt == "onnx" else 1,
         "size": list(settings.size),
         "max_det": settings.max_det,
@@ -427,13 +468,17 @@ def write_sidecar(path: Path, fmt: str, eager, settings: ExportSettings, ckpt) -
         "description": eager.description,
         "checkpoint": str(Path(ckpt).resolve()),
     }
+    if masks is not None:
+        meta["masks"] = dict(masks)
     side = sidecar_path(path)
     write_text_atomic(side, json.dumps(meta, indent=2, default=str) + "\n")
     return side
 
 
-def runtime_spec(eager, settings: ExportSettings, weights: str) -> ModelSpec:
-    """The WhiskerToolbox runtime spec of the AOTInductor detector (batch of one)."""
+def runtime_spec(eager, settings: ExportSettings, weights: str,
+                 masks: dict | None = None) -> ModelSpec:  # fmt: skip
+    """The WhiskerToolbox runtime spec of the AOTInductor detector (batch of one); a mask
+    model (``masks``: its ``mask_meta``) adds the output ``masks``."""
     lo, hi = settings.size
     k = settings.max_det
     pre = eager.preprocessing
@@ -444,6 +489,11 @@ def runtime_spec(eager, settings: ExportSettings, weights: str) -> ModelSpec:
         if pre["min_size"] else "at its own size"
     )  # fmt: skip
     names = ", ".join(eager.class_names)
+    mask_slots = () if masks is None else (
+        TensorSlot("masks", (k, masks["size"], masks["size"]),
+                   description="float32 mask probabilities in each box's frame, to paste into "
+                               "the image; rows past num_detections are 0"),
+    )  # fmt: skip
     return ModelSpec(
         model_id=f"visdet_{family}_detector",
         display_name=f"visdet {family} detector ({eager.num_classes} classes)",
@@ -460,6 +510,7 @@ def runtime_spec(eager, settings: ExportSettings, weights: str) -> ModelSpec:
             TensorSlot("scores", (k,), description="rows past num_detections are 0"),
             TensorSlot("labels", (k,), description=f"int64 class 1..{eager.num_classes}"),
             TensorSlot("num_detections", (1,), description="int64 valid rows"),
+            *mask_slots,
         ),
         weights_path=weights,
         backend="aotinductor",
@@ -474,7 +525,7 @@ def build_report(ckpt, settings: ExportSettings, eager_ap, eager_ms, eager_laten
         "checkpoint": str(ckpt),
         "max_det": settings.max_det,
         "size": list(settings.size),
-        "eager": {"ap": eager_ap, "eval_ms_per_image": eager_ms, "latency_ms": eager_latency},
+        "eager": {**eager_ap, "eval_ms_per_image": eager_ms, "latency_ms": eager_latency},
         "formats": [
             {
                 "format": r.format,
@@ -500,8 +551,9 @@ def format_report(report: dict) -> str:
             )
     eager = report["eager"]
     speeds = [f"{r['format']} {r['eval_ms_per_image']:.1f}" for r in report["formats"]]
+    mask_ap = f", mask AP {eager['segm_ap']:.3f}" if "segm_ap" in eager else ""
     lines.append(
-        f"eager COCO AP {eager['ap']:.3f}; validation pass, ms per image: eager "
+        f"eager COCO AP {eager['ap']:.3f}{mask_ap}; validation pass, ms per image: eager "
         f"{eager['eval_ms_per_image']:.1f}, " + ", ".join(speeds)
     )
     lines.append(f"{'format':<12} {'case':<26} {'exported ms':>11} {'eager ms':>9}")
@@ -524,9 +576,15 @@ def _measured(layer: dict) -> str:
         return f"max |diff| {layer['max_abs_diff']:.2e} ({tol})"
     if layer["layer"].startswith("b"):
         bad = sum(c.get("unmatched", 0) for c in layer["cases"])
+        masks = (f", max mask diff {layer['max_mask_diff']:.1e}" if "max_mask_diff" in layer
+                 else "")  # fmt: skip
         return (f"{len(layer['cases'])} cases, {bad} unmatched, min IoU {layer['min_iou']:.5f}, "
-                f"max score diff {layer['max_score_diff']:.1e}")  # fmt: skip
-    return f"AP {layer['ap']:.3f} vs eager {layer['eager_ap']:.3f} (diff {layer['ap_diff']:.3f})"
+                f"max score diff {layer['max_score_diff']:.1e}{masks}")  # fmt: skip
+    text = f"AP {layer['ap']:.3f} vs eager {layer['eager_ap']:.3f} (diff {layer['ap_diff']:.3f})"
+    if "segm_ap" in layer:
+        text += (f", mask AP {layer['segm_ap']:.3f} vs eager {layer['eager_segm_ap']:.3f} "
+                 f"(diff {layer['segm_ap_diff']:.3f})")  # fmt: skip
+    return text
 
 
 def parse_settings(cfg: dict, formats: Sequence[str] | str | None) -> ExportSettings:

@@ -92,8 +92,9 @@ class DetectorGraph(nn.Module):
 
 class OneImageGraph(nn.Module):
     """``DetectorGraph.one_image`` as a module: image [3, H, W] -> (boxes [K, 4], scores [K],
-    labels [K], num_detections [], and masks [K, M, M] for a mask detector). ONNX takes this graph: torch.onnx does not convert the
-    batch map of ``DetectorGraph`` yet, so the ONNX file loops over the batch itself."""
+    labels [K], num_detections [], and masks [K, M, M] for a mask detector). ONNX takes this
+    graph: torch.onnx does not convert the batch map of ``DetectorGraph`` yet, so the ONNX
+    file loops over the batch itself."""
 
     def __init__(self, graph: DetectorGraph) -> None:
         super().__init__()
@@ -178,8 +179,8 @@ def export_onnx(
     torch), H and W (any size) in ``size``; ``example`` is one image [3, H, W]. With
     ``batched`` the file takes ``images`` [B, 3, H, W] (B dynamic: the one-image graph inside
     an ONNX Loop, ``visdet.export.onnx_batch``) and gives the [B, ...] outputs of
-    ``DetectorGraph`` (named ``graph.output_names``); without, it is the one-image graph (input ``image`` [3, H, W]). The file
-    is written atomically."""
+    ``DetectorGraph`` (named ``graph.output_names``); without, it is the one-image graph
+    (input ``image`` [3, H, W]). The file is written atomically."""
     from visdet.export.onnx_batch import batch_over_images  # onnx: the optional 'export' extra
 
     h, w = _size_dims(size)
