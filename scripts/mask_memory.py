@@ -1,11 +1,13 @@
-"""Peak tensor memory and time of pasting N instance masks into one image: visdet's
-``paste_masks_in_image`` (float and bool output) beside torchvision's allocation pattern (one
-full image per mask, then a stack), the same resampling in all three.
+"""Memory of instance masks, two tables:
 
-    .venv/bin/python scripts/paste_masks_memory.py [--height 800 --width 1333]
+1. Pasting N masks into one image: visdet's ``paste_masks_in_image`` (float and bool output)
+   beside torchvision's allocation pattern (one full image per mask, then a stack), the same
+   resampling in all three: peak MiB of live tensors during the call
+   (visdet.bench.measure.peak_memory_mb: every op's output storages) and the median time.
+2. One Mask R-CNN R18-FPN training step (forward + backward, the main job's batch of 8 images
+   of 128 px) with more and more ground-truth objects per image: peak tensor MiB and time.
 
-Prints one table row per (detections, method): peak MiB of live tensors during the call
-(visdet.bench.measure.peak_memory_mb: every op's output storages) and the median time.
+    .venv/bin/python scripts/mask_memory.py [--height 800 --width 1333]
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from visdet.bench.measure import peak_memory_mb, time_ms
+from visdet.config.presets import build_detector
 from visdet.io.text_table import format_columns
 from visdet.ops.paste_masks import expand_boxes, paste_masks_in_image
 
@@ -67,6 +70,36 @@ def main() -> None:
     header = ["detections", "method", "peak MiB", "output MiB", "median ms"]
     print(f"pasting 28x28 masks into a {size[0]}x{size[1]} image")
     print("\n".join(format_columns([header, *rows], right=(0, 2, 3, 4), rule=True)))
+    print("\nMask R-CNN R18-FPN training step, 8 images of 128x128")
+    rows = [training_row(n) for n in (4, 32, 128)]
+    header = ["objects per image", "peak MiB", "median ms"]
+    print("\n".join(format_columns([header, *rows], right=(0, 1, 2), rule=True)))
+
+
+def training_row(objects: int) -> list[str]:
+    torch.manual_seed(0)
+    detector = build_detector("mask_rcnn_r18_fpn", 4).train()
+    g = torch.Generator().manual_seed(objects)
+    images = [torch.rand(3, 128, 128, generator=g) for _ in range(8)]
+    targets = []
+    for _ in images:
+        xy = torch.rand(objects, 2, generator=g) * 100
+        boxes = torch.cat([xy, xy + 8 + torch.rand(objects, 2, generator=g) * 20], 1)
+        boxes = boxes.clamp(max=128)
+        masks = torch.zeros(objects, 128, 128, dtype=torch.uint8)
+        for j, (x1, y1, x2, y2) in enumerate(boxes.long().tolist()):
+            masks[j, y1:y2, x1:x2] = 1
+        labels = torch.randint(1, 5, (objects,), generator=g)
+        targets.append({"boxes": boxes, "labels": labels, "masks": masks})
+
+    def step():
+        losses = detector(images, targets)
+        sum(losses.values()).backward()
+        detector.zero_grad(set_to_none=True)
+
+    peak, _ = peak_memory_mb(step, "cpu")
+    stats = time_ms(step, 3, 1, "cpu")
+    return [str(objects), f"{peak:.0f}", f"{stats['median']:.0f}"]
 
 
 if __name__ == "__main__":
