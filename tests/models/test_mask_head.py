@@ -92,3 +92,20 @@ def test_no_positive_rois_give_a_zero_loss_with_gradients():
     loss = mask_loss(logits, torch.zeros(0, dtype=torch.int64), torch.zeros(0, 28, 28))
     assert loss.item() == 0.0
     loss.backward()
+
+
+def test_mask_targets_in_chunks_equal_all_masks_at_once():
+    """More objects than MASK_TARGET_CHUNK: each RoI still reads its own matched mask."""
+    from visdet.models.heads.mask_head import MASK_TARGET_CHUNK
+    from visdet.ops import roi_align
+
+    g = torch.Generator().manual_seed(0)
+    count = 2 * MASK_TARGET_CHUNK + 5
+    gt = (torch.rand(count, 24, 32, generator=g) > 0.5).to(torch.uint8)
+    xy = torch.rand(70, 2, generator=g) * 20
+    boxes = torch.cat([xy, xy + 2 + torch.rand(70, 2, generator=g) * 10], dim=1)
+    matched = torch.randint(0, count, (70,), generator=g)
+    rois = torch.cat([matched[:, None].float(), boxes], dim=1)
+    at_once = roi_align(gt[:, None].float(), rois, (7, 7), 1.0)[:, 0]
+    assert torch.equal(mask_targets(gt, boxes, matched, 7), at_once)
+    assert mask_targets(gt, boxes[:0], matched[:0], 7).shape == (0, 7, 7)
