@@ -212,3 +212,69 @@ def test_exported_checkpoint_passes_every_layer_and_evaluates_like_it(tmp_path, 
     ap_ckpt = evaluate(ckpt, tmp_path / "eval_ckpt")
     ap_file = evaluate(out / f"detector{suffix}", tmp_path / "eval_file")
     assert abs(ap_file - ap_ckpt) <= 0.001  # 0.1 AP points
+
+
+@pytest.fixture(scope="module")
+def trained_masks(tmp_path_factory):
+    """A tiny Mask R-CNN run's best checkpoint (64 px shapes with instance masks)."""
+    from visdet.runs.train_detector import train
+
+    tmp = tmp_path_factory.mktemp("mask_run")
+    mask_head = ["model.detector.mask_layers=[16,16]", "model.detector.mask_dim_reduced=16"]
+    train(tiny_cfg(tmp, "model=mask_rcnn_r18_fpn", "trainer.max_epochs=2", "test=false",
+                   *mask_head))  # fmt: skip
+    [ckpt] = (tmp / "run" / "checkpoints").glob("epoch*.ckpt")
+    return ckpt
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_exported_mask_rcnn_checks_its_masks_and_evaluates_segm_like_the_checkpoint(
+    tmp_path, trained_masks
+):
+    from visdet.export.spec import read_spec
+    from visdet.export.tool import run_export
+    from visdet.runs.evaluate import run_eval
+
+    cfg = export_cfg(tmp_path, f"ckpt={trained_masks}", "format=[onnx,aotinductor]",
+                     "detector.max_det=50", "detector.size=[65,256]")  # fmt: skip
+    report = run_export(cfg)
+    print(json.dumps({r["format"]: r["layers"] for r in report["formats"]}, indent=1))
+    assert "segm_ap" in report["eager"]
+    for result in report["formats"]:
+        assert result["passed"]
+        heads, found, ap = result["layers"]
+        assert all("mask_logits" in case["max_abs_diff"] for case in heads["cases"])  # layer a
+        assert 0 <= found["max_mask_diff"] <= found["mask_atol"] == 1e-3
+        assert all("max_mask_diff" in case for case in found["cases"])
+        assert sum(sum(case["eager_detections"]) for case in found["cases"]) > 0
+        assert ap["segm_ap_diff"] <= ap["tolerance"] and ap["eager_segm_ap"] >= 0
+    out = tmp_path / "out"
+    for suffix in (".onnx", ".pt2"):
+        meta = json.loads((out / f"detector{suffix}.visdet.json").read_text())
+        assert meta["outputs"][-1] == "masks"
+        assert meta["masks"] == {"size": 28, "paste": "torchvision", "threshold": None}
+    spec = read_spec(out / "detector.aotinductor.json")
+    assert [(o.name, o.shape) for o in spec.outputs][-1] == ("masks", (50, 28, 28))
+    from visdet.inference import Detector
+
+    torch.manual_seed(7)
+    images = [torch.rand(3, 64, 64), torch.rand(3, 70, 90)]
+    # the files run each image alone: so does the checkpoint here (batch_size=1)
+    want = Detector.from_checkpoint(trained_masks).predict(images, max_det=50, batch_size=1)
+    for suffix in (".onnx", ".pt2"):  # the files' masks, pasted by the runner, at full size
+        got = Detector.from_checkpoint(out / f"detector{suffix}").predict(images)
+        for g, w in zip(got, want, strict=True):
+            assert w["masks"].any() and g["masks"].shape == w["masks"].shape
+            assert torch.equal(g["masks"], w["masks"])
+
+    def evaluate(path, folder):
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            eval_cfg = compose("eval", overrides=[f"ckpt={path}", f"paths.output_dir={folder}"])
+        return run_eval(eval_cfg)
+
+    reference = evaluate(trained_masks, tmp_path / "eval_ckpt")
+    for suffix in (".onnx", ".pt2"):
+        metrics = evaluate(out / f"detector{suffix}", tmp_path / f"eval{suffix}")
+        assert abs(metrics["segm"]["AP"] - reference["segm"]["AP"]) <= 0.001  # 0.1 AP points
+        assert abs(metrics["bbox"]["AP"] - reference["bbox"]["AP"]) <= 0.001

@@ -36,8 +36,14 @@ def closed_form(images: torch.Tensor):
     return boxes, scores, valid.long(), valid.sum(1)
 
 
+M = 6  # the hand-made mask file's mask size
+
+
 def write_model(path, input_name="images", output_names=("boxes", "scores", "labels",
-                                                           "num_detections")):  # fmt: skip
+                                                           "num_detections"),
+                masks=False):  # fmt: skip
+    """The hand-made file; with ``masks`` a fifth output ``masks`` [B, K, M, M]: each
+    detection's mask uniformly its score."""
     b, s, l, n = output_names
     nodes = [
         helper.make_node("ReduceMean", [input_name, "axes"], ["mean"], keepdims=0),
@@ -57,14 +63,20 @@ def write_model(path, input_name="images", output_names=("boxes", "scores", "lab
         helper.make_tensor("corners", TensorProto.FLOAT, [1, 1, 4], CORNERS.ravel().tolist()),
         helper.make_tensor("thr", TensorProto.FLOAT, [], [0.1]),
     ]
+    outputs = [helper.make_tensor_value_info(b, TensorProto.FLOAT, ["B", K, 4]),
+               helper.make_tensor_value_info(s, TensorProto.FLOAT, ["B", K]),
+               helper.make_tensor_value_info(l, TensorProto.INT64, ["B", K]),
+               helper.make_tensor_value_info(n, TensorProto.INT64, ["B"])]  # fmt: skip
+    if masks:
+        nodes += [helper.make_node("Unsqueeze", [s, "two_three"], ["s4"]),
+                  helper.make_node("Mul", ["s4", "ones"], ["masks"])]  # fmt: skip
+        ones = helper.make_tensor("ones", TensorProto.FLOAT, [1, 1, M, M], [1.0] * M**2)
+        inits += [helper.make_tensor("two_three", TensorProto.INT64, [2], [2, 3]), ones]
+        outputs.append(helper.make_tensor_value_info("masks", TensorProto.FLOAT, ["B", K, M, M]))
     graph = helper.make_graph(
         nodes, "hand_made",
         [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["B", 3, "H", "W"])],
-        [helper.make_tensor_value_info(b, TensorProto.FLOAT, ["B", K, 4]),
-         helper.make_tensor_value_info(s, TensorProto.FLOAT, ["B", K]),
-         helper.make_tensor_value_info(l, TensorProto.INT64, ["B", K]),
-         helper.make_tensor_value_info(n, TensorProto.INT64, ["B"])],
-        inits,
+        outputs, inits,
     )  # fmt: skip
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     path.write_bytes(model.SerializeToString())
@@ -109,6 +121,34 @@ def test_the_file_runs_like_a_checkpoint_with_the_sidecars_classes_and_resize(ex
     # boxes back in the original pixels: x scaled by 64/42, y by 48/32
     scale = torch.tensor([64 / 42, 48 / 32, 64 / 42, 48 / 32])
     torch.testing.assert_close(result["boxes"], boxes[0, :n] * scale)
+
+
+def test_a_mask_file_runs_with_its_masks_pasted_into_the_image(tmp_path, exported):
+    from visdet.models.families import predicts_masks
+
+    assert not predicts_masks(Detector.from_checkpoint(exported).detector)
+    path = write_model(tmp_path / "masks.onnx", masks=True)
+    write_sidecar(path, masks={"size": M, "paste": "torchvision", "threshold": None})
+    det = Detector.from_checkpoint(path)
+    assert predicts_masks(det.detector)
+    [result] = det.predict(torch.full((3, 48, 64), 0.9))  # resized to 32 x 42
+    # scores 0.9, 0.72, 0.27 (0.045 is not valid); boxes [0, 0, 10 s, 20 s] in the resized
+    # image: [0, 0, 13.7 s, 30 s] in the original; each mask uniformly its score, so above
+    # 0.5 inside its box for the first two, nowhere for the third
+    torch.testing.assert_close(result["scores"], torch.tensor([0.9, 0.72, 0.27]))
+    masks = result["masks"]
+    assert masks.shape == (3, 48, 64) and masks.dtype == torch.bool
+    assert masks[0, 5:22, 2:10].all() and masks[1, 5:18, 2:8].all() and not masks[2].any()
+    assert not masks[:, 30:].any() and not masks[:, :, 16:].any()  # outside the boxes
+    assert masks[0, :, :13].sum() > masks[1].sum() > 0
+    write_sidecar(exported, masks={"size": M})  # the boxes-only file, said to have masks
+    with pytest.raises(ValueError, match=r"outputs \['boxes', 'scores', 'labels', "
+                                         r"'num_detections'\], expected \['images'\] and "
+                                         r"\['boxes', .*'masks'\]"):  # fmt: skip
+        Detector.from_checkpoint(exported)
+    write_sidecar(exported, masks="yes")
+    with pytest.raises(ValueError, match="masks must be null or"):
+        Detector.from_checkpoint(exported)
 
 
 def test_module_batches_consecutive_same_size_images(exported):

@@ -383,8 +383,9 @@ def dataset_ap(detector, dataset, settings: ExportSettings) -> tuple[dict[str, f
     results = predict_dataset(detector, subset, cfg)
     ms = (time.perf_counter() - start) * 1000 / max(1, len(subset))
     ids = list(dataset.image_ids[: len(subset)]) if subset is not dataset else None
-    types = {"ap": "bbox", "segm_ap": "segm"} if predicts_masks(detector.detector) else {
-        "ap": "bbox"}  # fmt: skip
+    types = {"ap": "bbox"}
+    if predicts_masks(detector.detector):
+        types["segm_ap"] = "segm"
     aps = {}
     for key, iou_type in types.items():
         ap = evaluate_coco(dataset.coco, results, iou_type, image_ids=ids).stats["AP"]

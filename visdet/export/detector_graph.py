@@ -221,8 +221,27 @@ def export_aoti(
     module: nn.Module, example: Tensor, path: str, size: tuple[int, int] = (MIN_SIDE, 1344)
 ) -> None:
     """Compile ``module`` (a ``BatchOfOneGraph`` or a ``HeadGraph``: images [1, 3, H, W],
-    H and W in ``size``) with AOTInductor into the package ``path`` (.pt2)."""
+    H and W in ``size``) with AOTInductor into the package ``path`` (.pt2).
+
+    For a detector with convolutions in its RoI heads (``roi_convolutions``: Mask R-CNN's
+    mask head) Inductor's layout optimisation (channels-last convolutions) is off: with it, a
+    convolution whose batch is data-dependent (the detections) gives wrong values once its
+    output is read through a view or a gather (flatten, the class-mask selection) in the
+    compiled package (torch 2.13, CPU; the AOTInductor test of
+    ``tests/export/test_mask_detector_graph.py`` fails with it on). Other detectors compile
+    as before."""
     h, w = _size_dims(size)
-    with torch.no_grad():
+    detector = getattr(getattr(module, "source", module), "detector", None)  # both graphs'
+    layout = {"layout_optimization": False} if roi_convolutions(detector) else {}
+    with torch.no_grad(), torch._inductor.config.patch(layout):
         program = torch.export.export(module.eval(), (example,), dynamic_shapes=({2: h, 3: w},))
         torch._inductor.aoti_compile_and_package(program, package_path=str(path))
+
+
+def roi_convolutions(detector: nn.Module | None) -> bool:
+    """Whether ``detector``'s RoI heads (``roi_heads``) hold a convolution: one that runs on
+    a data-dependent number of RoIs."""
+    heads = getattr(detector, "roi_heads", None)
+    return heads is not None and any(
+        isinstance(m, nn.modules.conv._ConvNd) for m in heads.modules()
+    )

@@ -179,8 +179,9 @@ def trim(outputs: Outputs) -> list[dict[str, Tensor]]:
         {"boxes": boxes[i, :n], "scores": scores[i, :n], "labels": labels[i, :n].long()}
         for i, n in enumerate(int(c) for c in counts)
     ]
-    for i, det in enumerate(found) if masks else ():
-        det["masks"] = masks[0][i, : len(det["scores"])]
+    if masks:
+        for det, image_masks in zip(found, masks[0], strict=True):
+            det["masks"] = image_masks[: len(det["scores"])]
     return found
 
 
@@ -235,9 +236,11 @@ class ExportedDetectorModule(nn.Module):
                     f"{len(names)} ({', '.join(names)})"
                 )
             found = trim(outputs)
-            for det in found if self.predicts_masks else ():
-                det["masks"] = paste_masks(det["masks"], det["boxes"], tuple(batch.shape[-2:]),
-                                           **self.mask_settings)  # fmt: skip
+            size = tuple(batch.shape[-2:])
+            if self.predicts_masks:
+                for det in found:
+                    det["masks"] = paste_masks(det["masks"], det["boxes"], size,
+                                               **self.mask_settings)  # fmt: skip
             results += found
             start = end
         return results
