@@ -143,8 +143,13 @@ def mask_rcnn(
 MASK_RCNN = DetectorFamily(
     name="mask_rcnn",
     detector=MaskRCNN,
-    presets=("mask_rcnn", "mask_rcnn_r18_fpn", "mask_rcnn_r50_fpn", "mask_rcnn_r50_fpn_v2",
-             "mask_rcnn_r50_fpn_mmdet"),  # fmt: skip
+    presets=(
+        "mask_rcnn",
+        "mask_rcnn_r18_fpn",
+        "mask_rcnn_r50_fpn",
+        "mask_rcnn_r50_fpn_v2",
+        "mask_rcnn_r50_fpn_mmdet",
+    ),  # fmt: skip
     head_groups=FASTER_RCNN.head_groups,
     lora_pattern=rf"{FASTER_RCNN.lora_pattern}|roi_heads\.mask_head",
     lora_train_modules=(*FASTER_RCNN.lora_train_modules, r"roi_heads\.mask_predictor"),
