@@ -111,6 +111,7 @@ def test_grid_sample_paste_equals_mmdetections_whole_image_paste():
     assert paste_masks_grid_sample(masks[:0], boxes[:0], (64, 100)).shape == (0, 64, 100)
 
 
+@pytest.mark.slow  # make test-full (time budget)
 def test_the_converted_detector_predicts_grid_sample_pasted_masks(converted):
     _, detector = converted
     detector.roi_heads.score_thresh = 0.0

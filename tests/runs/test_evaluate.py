@@ -229,6 +229,7 @@ def test_a_masks_only_results_file_needs_no_boxes(tmp_path, results_files):
                           "iou_type=[bbox,segm]"))  # fmt: skip
 
 
+@pytest.mark.slow  # make test-full (time budget)
 def test_a_mask_model_checkpoint_is_evaluated_with_masks(tmp_path):
     torch.manual_seed(0)
     weights = tmp_path / "mask.pt"
