@@ -36,14 +36,11 @@ def expand_boxes(boxes: Tensor, scale: float) -> Tensor:
     return torch.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], dim=1)
 
 
-def paste_masks_in_image(
-    masks: Tensor, boxes: Tensor, image_size: tuple[int, int], padding: int = 1,
-    threshold: float | None = None,
-) -> Tensor:  # fmt: skip
-    """masks [N, M, M] or [N, 1, M, M] (probabilities in each box's frame), boxes [N, 4] xyxy
-    in the pixels of an image of ``image_size`` (h, w) -> [N, h, w]: the pasted masks (the
-    masks' dtype), or with ``threshold`` bool masks of the pixels whose pasted value is
-    above it."""
+def _checked_masks_and_output(
+    masks: Tensor, boxes: Tensor, image_size: tuple[int, int], threshold: float | None
+) -> tuple[Tensor, Tensor]:
+    """(masks as [N, M, M], the zeroed output [N, h, w]: bool with ``threshold``, else the
+    masks' dtype); ValueError for masks not [N, M, M] / [N, 1, M, M] or boxes not [N, 4]."""
     if masks.dim() == 4:
         if masks.shape[1] != 1:
             raise ValueError(f"masks must be [N, M, M] or [N, 1, M, M], got {tuple(masks.shape)}")
@@ -55,7 +52,19 @@ def paste_masks_in_image(
         )
     height, width = int(image_size[0]), int(image_size[1])
     dtype = torch.bool if threshold is not None else masks.dtype
-    out = torch.zeros((masks.shape[0], height, width), dtype=dtype, device=masks.device)
+    return masks, torch.zeros((masks.shape[0], height, width), dtype=dtype, device=masks.device)
+
+
+def paste_masks_in_image(
+    masks: Tensor, boxes: Tensor, image_size: tuple[int, int], padding: int = 1,
+    threshold: float | None = None,
+) -> Tensor:  # fmt: skip
+    """masks [N, M, M] or [N, 1, M, M] (probabilities in each box's frame), boxes [N, 4] xyxy
+    in the pixels of an image of ``image_size`` (h, w) -> [N, h, w]: the pasted masks (the
+    masks' dtype), or with ``threshold`` bool masks of the pixels whose pasted value is
+    above it."""
+    masks, out = _checked_masks_and_output(masks, boxes, image_size, threshold)
+    height, width = out.shape[-2:]
     if masks.shape[0] == 0:
         return out
     size = masks.shape[-1]
@@ -82,15 +91,8 @@ def paste_masks_grid_sample(
     MMDetection's / Detectron2's rule (see the module doc); with ``threshold`` bool masks of the
     values >= it. Each mask is sampled only over its box widened by half a mask cell (plus a
     pixel), outside which the sampled value is exactly 0."""
-    masks = masks[:, 0] if masks.dim() == 4 else masks
-    if masks.dim() != 3 or boxes.shape != (masks.shape[0], 4):
-        raise ValueError(
-            f"masks [N, M, M] and boxes [N, 4] expected, got {tuple(masks.shape)} and "
-            f"{tuple(boxes.shape)}"
-        )
-    height, width = int(image_size[0]), int(image_size[1])
-    dtype = torch.bool if threshold is not None else masks.dtype
-    out = torch.zeros((masks.shape[0], height, width), dtype=dtype, device=masks.device)
+    masks, out = _checked_masks_and_output(masks, boxes, image_size, threshold)
+    height, width = out.shape[-2:]
     size_y, size_x = masks.shape[-2:]
     for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
         margin_x, margin_y = (x1 - x0) / (2 * size_x), (y1 - y0) / (2 * size_y)
