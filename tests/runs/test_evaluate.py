@@ -41,6 +41,13 @@ def pycocotools_stats(data: dict, results: list[dict]) -> np.ndarray:
     return ev.stats
 
 
+def tiny_shapes(tmp_path, num_val: int) -> list[str]:
+    """Overrides for a small shapes dataset (64 px images) under ``tmp_path/data``."""
+    return [f"paths.data_dir={tmp_path / 'data'}", "data=shapes", "data.source.num_train=2",
+            f"data.source.num_val={num_val}", "data.source.image_size=64",
+            "+data.source.min_object_size=12", "+data.source.max_object_size=40"]  # fmt: skip
+
+
 @pytest.fixture
 def results_files(tmp_path):
     data = make_annotations(seed=0, num_images=12)
@@ -115,9 +122,7 @@ def test_a_file_without_description_needs_model_and_may_know_more_classes(tmp_pa
     torch.manual_seed(0)
     weights = tmp_path / "bare.pt"
     torch.save(build_detector("faster_rcnn_r18_fpn", 5).state_dict(), weights)
-    data = [f"paths.data_dir={tmp_path / 'data'}", "data=shapes", "data.source.num_train=2",
-            "data.source.num_val=3", "data.source.image_size=64",
-            "+data.source.min_object_size=12", "+data.source.max_object_size=40"]  # fmt: skip
+    data = tiny_shapes(tmp_path, num_val=3)
     with pytest.raises(ValueError, match="model=<preset> and num_classes"):
         run_eval(eval_cfg(f"paths.output_dir={tmp_path / 'a'}", f"ckpt={weights}", *data))
     out = tmp_path / "b"
@@ -234,9 +239,7 @@ def test_a_mask_model_checkpoint_is_evaluated_with_masks(tmp_path):
     torch.manual_seed(0)
     weights = tmp_path / "mask.pt"
     torch.save(build_detector("mask_rcnn_r18_fpn", 4).state_dict(), weights)
-    data = [f"paths.data_dir={tmp_path / 'data'}", "data=shapes", "data.source.num_train=2",
-            "data.source.num_val=2", "data.source.image_size=64",
-            "+data.source.min_object_size=12", "+data.source.max_object_size=40"]  # fmt: skip
+    data = tiny_shapes(tmp_path, num_val=2)
     out = tmp_path / "out"
     cfg = eval_cfg(f"paths.output_dir={out}", f"ckpt={weights}", "model=mask_rcnn_r18_fpn",
                    "num_classes=4", "score_thresh=0.0", *data)  # fmt: skip
