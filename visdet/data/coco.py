@@ -232,8 +232,8 @@ class CocoDetection(Dataset):
         info = self.coco.imgs[image_id]
         h, w = int(info["height"]), int(info["width"])
         kept, dropped = self._kept_annotations(image_id)
-        boxes = [box for _, box in kept]
-        labels = [self.cat_id_to_label[ann["category_id"]] for ann, _ in kept]
+        boxes = [box for _, box, _ in kept]
+        labels = [self.cat_id_to_label[ann["category_id"]] for ann, _, _ in kept]
         return {
             "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
             "labels": torch.tensor(labels, dtype=torch.int64),
@@ -242,9 +242,9 @@ class CocoDetection(Dataset):
             "_dropped": dropped,
         }
 
-    def _kept_annotations(self, image_id: int) -> tuple[list[tuple[dict, list[float]]], dict]:
-        """The annotations that become targets, each with its clipped box xyxy, and the
-        dropped ones counted per kind."""
+    def _kept_annotations(self, image_id: int) -> tuple[list[tuple], dict]:
+        """The annotations that become targets, each with its clipped box xyxy and (with
+        masks on) its mask's RLE, else None; and the dropped ones counted per kind."""
         info = self.coco.imgs[image_id]
         h, w = int(info["height"]), int(info["width"])
         kept = []
@@ -264,13 +264,14 @@ class CocoDetection(Dataset):
             if x2 - x1 < 1 or y2 - y1 < 1:
                 dropped["subpixel"] += 1
                 continue
+            rle = None
             if self.masks:
                 dropped["polygons"] += degenerate_polygons(ann.get("segmentation"))
                 rle = self._object_rle(ann, image_id, h, w)
                 if rle is None or mask_utils.area(rle) == 0:
                     dropped["no_mask"] += 1
                     continue
-            kept.append((ann, [x1, y1, x2, y2]))
+            kept.append((ann, [x1, y1, x2, y2], rle))
         return kept, dropped
 
     def _object_rle(self, ann: dict, image_id: int, height: int, width: int) -> dict | None:
@@ -292,7 +293,7 @@ class CocoDetection(Dataset):
         info = self.coco.imgs[image_id]
         h, w = int(info["height"]), int(info["width"])
         kept, _ = self._kept_annotations(image_id)  # objects with mask pixels
-        rles = [self._object_rle(ann, image_id, h, w) for ann, _ in kept]
+        rles = [rle for _, _, rle in kept]
         crowd = [
             self._object_rle(a, image_id, h, w)
             for a in self.coco.imgToAnns.get(image_id, [])
