@@ -117,13 +117,14 @@ def test_non_finite_loss_stops_with_a_clear_message():
     [
         (["sched=one_cycle"], None),
         (["+optim/param_groups=discriminative", "+callbacks/freeze_unfreeze=default"], None),
-        (
+        pytest.param(
             [
                 "+callbacks/lr_finder=default",
                 "callbacks.lr_finder.num_steps=6",
                 "callbacks.lr_finder.suggestion=minimum",
             ],
             "lr_finder.png",
+            marks=pytest.mark.slow,  # the finder's own tests run in the quick suite
         ),
     ],
 )
@@ -155,6 +156,7 @@ def test_lora_fine_tuning_from_a_checkpoint(tmp_path):
     assert metrics["epochs"] == 1
 
 
+@pytest.mark.slow  # a multi-second run; make test-full
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_progressive_resizing_through_train(tmp_path):
     train(
@@ -203,6 +205,7 @@ def test_a_run_that_never_validated_validates_at_the_end(tmp_path, capsys):
     assert "(final weights validated after fit)" in out and "val/mAP=nan" not in out
 
 
+@pytest.mark.slow  # a multi-second run; make test-full
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_an_older_checkpoint_with_numpy_state_resumes_only_when_opted_in(tmp_path):
     import numpy as np

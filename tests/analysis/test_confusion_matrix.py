@@ -215,7 +215,7 @@ def test_csv_round_trip(tmp_path):
         write_confusion_csv(m, ["one"], path)
 
 
-@pytest.mark.parametrize("k", [3, 80])
+@pytest.mark.parametrize("k", [3, pytest.param(80, marks=pytest.mark.slow)])
 def test_plot_is_a_png(tmp_path, k):
     rng = np.random.default_rng(k)
     m = rng.integers(0, 20, size=(k + 1, k + 1))

@@ -33,6 +33,7 @@ def bench_cfg(tmp_path, *extra, preset="quick"):
         )
 
 
+@pytest.mark.slow  # a multi-second run; make test-full
 def test_tiny_run_writes_every_field(tmp_path):
     cfg = bench_cfg(
         tmp_path,

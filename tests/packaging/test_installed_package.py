@@ -191,6 +191,7 @@ def test_wheel_ships_every_module_and_config(installed):
     assert installed.visdet.is_file()
 
 
+@pytest.mark.slow  # a multi-second run; make test-full
 def test_import_resolves_to_installed_copy(installed, tmp_path):
     probe = """
 import importlib.resources, json, sys

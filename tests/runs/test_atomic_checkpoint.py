@@ -50,6 +50,7 @@ def test_full_disk_during_the_write_keeps_the_previous_checkpoint(tmp_path, monk
     assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]  # no partial file
 
 
+@pytest.mark.slow  # a multi-second run; make test-full
 def test_sigkill_during_the_write_with_tmpdir_on_another_filesystem(tmp_path):
     other_fs = Path("/dev/shm")
     if not other_fs.is_dir() or other_fs.stat().st_dev == tmp_path.stat().st_dev:
