@@ -64,7 +64,8 @@ def test_subcommand_help_is_the_tools_hydra_app():
     )
     assert direct.stdout == via_visdet.stdout  # the same app
     export = visdet("export", "--help")
-    assert export.returncode == 0 and "encoder: resnet18, resnet50" in export.stdout
+    encoders = "convnext_tiny, mobilenet_v3_large, resnet18, resnet50, swin_t, vit_b16, vit_s16"
+    assert export.returncode == 0 and f"encoder: {encoders}" in export.stdout
 
 
 def test_bench_compare_is_dispatched(tmp_path):

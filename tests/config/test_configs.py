@@ -95,8 +95,10 @@ def test_help_lists_the_groups(capsys, monkeypatch):
     for group in (
         "data: auto, coco, shapes, voc, yolo",
         "model: atss, atss_r18_fpn, faster_rcnn, faster_rcnn_r18_fpn, faster_rcnn_r50_fpn",
-        "backbone: resnet101, resnet18, resnet34, resnet50, resnet50_bn",
-        "neck: fpn, fpn_bn, fpn_p6p7",
+        "backbone: convnext_base, convnext_small, convnext_tiny, mobilenet_v3_large, resnet101, "
+        "resnet18, resnet34, resnet50, resnet50_bn, swin_b, swin_s, swin_t, vit_b14, vit_b16, "
+        "vit_s14, vit_s16",
+        "neck: fpn, fpn_bn, fpn_p6p7, pafpn, pafpn_p6p7, simple_fpn, simple_fpn_p6p7",
         "optim: adamw, sgd",
         "trainer: cpu, ddp, ddp_cpu, default, gpu",
     ):

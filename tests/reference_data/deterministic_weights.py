@@ -88,3 +88,11 @@ def fill_dense_detector(
     bias[:, 0] = -1000.0
     out[key] = bias.flatten()
     return out
+
+
+def normalised_image(h: int, w: int, phase: float = 0.0) -> torch.Tensor:
+    """A float64 [1, 3, h, w] input of roughly unit scale (as after mean/std), smooth."""
+    y = torch.linspace(0, 1, h, dtype=torch.float64)[:, None]
+    x = torch.linspace(0, 1, w, dtype=torch.float64)[None, :]
+    chans = [torch.sin(6 * x + 4 * y + phase + c) * torch.cos(5 * y - c) for c in range(3)]
+    return torch.stack(chans)[None]

@@ -24,6 +24,7 @@ from visdet.export.export_model import ExportModel
 from visdet.export.loaders import load_backend
 from visdet.export.spec import BatchMode, ModelSpec, PostEncoderStep, TensorSlot, write_spec
 from visdet.io.text_table import format_columns
+from visdet.models.backbones.vit import ViT
 from visdet.models.encoders import GeneralEncoder
 from visdet.models.post_encoder import PostEncoderPipeline, build_post_encoder
 from visdet.models.weights.safetensors_file import save_weights
@@ -136,10 +137,11 @@ def verification_cases(
     batch_sizes: Sequence[int],
     sizes: Sequence[Sequence[int]] | None,
     hw: tuple[int, int] | None,
+    multiple: int = 1,
 ) -> list[tuple[int, int, int]]:
     """(batch, height, width) to check. Default sizes: the declared one and (H + 32, W + 64),
-    or (H - 32, W - 64) where that leaves the ``hw`` range; a fixed-size export (``hw``
-    None) is checked at its own size only."""
+    or (H - 32, W - 64) where that leaves the ``hw`` range, rounded down to a ``multiple``
+    (a ViT's patch size); a fixed-size export (``hw`` None) is checked at its own size only."""
     _, h, w = input_shape
     if hw is None:
         return [(b, h, w) for b in batch_sizes]
@@ -151,7 +153,9 @@ def verification_cases(
             raise ValueError(f"verify_sizes {outside} lie outside dynamic_hw [{lo}, {hi}]")
     else:
         up = (h + 32, w + 64)
-        sizes = [(h, w), up if max(up) <= hi else (max(lo, h - 32), max(lo, w - 64))]
+        other = up if max(up) <= hi else (max(lo, h - 32), max(lo, w - 64))
+        other = tuple(max(multiple, s // multiple * multiple) for s in other)
+        sizes = [(h, w), other]
     return [(b, sh, sw) for sh, sw in sizes for b in batch_sizes]
 
 
@@ -278,6 +282,8 @@ def export_encoder(
     output_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-export-", dir=output_dir))
     results: list[BackendResult] = []
+    # a ViT takes sides that are multiples of its patch only
+    patch = encoder.backbone.patch_size if isinstance(encoder.backbone, ViT) else 1
     try:
         example = _example_inputs(model, 2, h, w, seed)
         for backend in backends:
@@ -285,13 +291,16 @@ def export_encoder(
             start = time.perf_counter()
             if backend == "torchscript":
                 _export_torchscript(model, example, weights)
-                hw = dynamic_hw  # a traced convnet runs at any size; checked in this range
+                # a traced convnet runs at any size (checked in this range); a Swin's trace
+                # holds its window padding and shifts for the traced size only
+                hw = dynamic_hw if encoder.backbone.traces_any_size else None
             else:
                 hw = exportable_hw(encoder, dynamic_hw) if dynamic_hw else None
                 hw = hw if _export_aoti(model, example, weights, max_batch, hw) else None
             export_s = time.perf_counter() - start
             start = time.perf_counter()
-            cases = verification_cases(encoder.input_shape, verify_batch_sizes, verify_sizes, hw)
+            cases = verification_cases(encoder.input_shape, verify_batch_sizes, verify_sizes, hw,
+                                       patch)  # fmt: skip
             checks = verify(load_backend(weights, backend), model, cases, atol, rtol, seed)
             verify_s = time.perf_counter() - start
             spec = build_spec(

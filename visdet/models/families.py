@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from visdet.models.backbones import resnet
+from visdet.models.backbones import registry
 from visdet.models.detectors.atss import ATSS_FAMILY
 from visdet.models.detectors.family import DetectorFamily
 from visdet.models.detectors.faster_rcnn import FASTER_RCNN
@@ -21,7 +21,7 @@ DETECTOR_FAMILIES: tuple[DetectorFamily, ...] = (
 )  # fmt: skip
 
 # "name" -> a backbone built with its defaults, measured by ``visdet bench`` (backbone/<name>)
-BENCH_BACKBONES = {**resnet.BENCH_VARIANTS}
+BENCH_BACKBONES = {**registry.BENCH_VARIANTS}
 
 
 def family_of(detector: nn.Module) -> DetectorFamily:

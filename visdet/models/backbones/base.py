@@ -9,6 +9,8 @@ named stage outputs (lowest stride first) and which describes itself:
   ``out_stages``: the stages ``forward`` returns (a subset, same order);
 - ``size_divisibility``: inputs whose sides are multiples of this give exact stage sizes;
 - ``output_size(h, w, stage)``: the spatial size of a stage for an input of h x w;
+- ``resolve_stage(stage)``: a stage name checked, ``"last"`` naming the last stage;
+- ``traces_any_size``: whether a TorchScript trace at one size is valid at every size;
 - ``truncate(stage)``: drop every layer after ``stage`` (an encoder cut at ``stage``);
   ``dropped`` names what was removed, so checkpoint loading skips those weights;
 - ``param_groups()``: ``[(group name, (parameter-name prefixes, ...)), ...]`` shallowest first,
@@ -47,6 +49,9 @@ class Backbone(nn.Module):
     dropped: tuple[str, ...] = ()
     size_divisibility: int = 32
     lora_pattern: str = ""
+    # whether one traced graph (torch.jit.trace) computes every input size as eager does;
+    # False where Python branches on the feature-map size (Swin's window shift)
+    traces_any_size: bool = True
 
     @property
     def out_channels(self) -> dict[str, int]:
@@ -75,6 +80,22 @@ class Backbone(nn.Module):
                 f"{user} needs stage(s) {missing} but backbone {type(self).__name__} "
                 f"returns {list(self.out_stages)} (of {list(self.feature_info)})"
             )
+
+    def resolve_stage(self, stage: str, key: str = "stage") -> str:
+        """``stage`` itself, or the backbone's last stage for ``"last"``; a name the backbone
+        does not have is a ValueError naming ``key`` and listing its stages."""
+        if stage == "last":
+            return list(self.feature_info)[-1]
+        if stage not in self.feature_info:
+            raise ValueError(
+                f"{key}: backbone {self.display_name} has no stage {stage!r}; its stages are "
+                f"{list(self.feature_info)} (or 'last')"
+            )
+        return stage
+
+    def is_dropped(self, key: str) -> bool:
+        """Whether state-dict ``key`` belongs to a layer ``truncate`` removed."""
+        return any(key == d or key.startswith(f"{d}.") for d in self.dropped)
 
     def output_size(self, height: int, width: int, stage: str) -> tuple[int, int]:
         raise NotImplementedError

@@ -11,7 +11,7 @@ and Detectron's caffe weights, MMDetection's ``style='caffe'``); the state dict 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
@@ -251,10 +251,3 @@ class ResNet(Backbone):
         if self.num_classes is not None:
             out["logits"] = self.fc(self.avgpool(x).flatten(1))
         return out
-
-
-# the variants ``visdet bench`` measures as ``backbone/<name>``
-BENCH_VARIANTS: dict[str, Callable[[], ResNet]] = {
-    "resnet18": lambda: ResNet(depth=18),
-    "resnet50": lambda: ResNet(depth=50),
-}

@@ -34,8 +34,8 @@ def check_neck_levels(family: str, neck: nn.Module, levels: Sequence[str]) -> No
     if missing:
         raise ValueError(
             f"{family}: the head reads neck levels {list(levels)} but neck "
-            f"{type(neck).__name__} outputs {have} (missing {missing}); use neck=fpn_p6p7 "
-            "(in_features [c3, c4, c5], extra_blocks p6p7) or set the detector's levels"
+            f"{type(neck).__name__} outputs {have} (missing {missing}); use neck=fpn_p6p7, "
+            "pafpn_p6p7 or (ViT) simple_fpn_p6p7, or set the detector's levels"
         )
 
 

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from visdet.models.backbones.base import Backbone
+from visdet.models.backbones.registry import build_backbone
 from visdet.models.backbones.resnet import ResNet
 from visdet.models.weights.pretrained import init_backbone
 
@@ -25,9 +26,11 @@ class GeneralEncoder(nn.Module):
     """images [B, 3, H, W] in [0, 1] -> features [B, C, h, w] of ``stage``.
 
     Args:
-        backbone: any backbone implementing the contract (visdet.models.backbones.base);
-            None builds ``ResNet(depth, norm=norm)``.
-        stage: which backbone output is the feature map (``"c2"``..``"c5"`` for ResNet).
+        backbone: any backbone implementing the contract (visdet.models.backbones.base), or
+            a registered name (``"convnext_tiny"``, ``"vit_s16"``, see
+            ``visdet.models.backbones.BACKBONES``); None builds ``ResNet(depth, norm=norm)``.
+        stage: which backbone output is the feature map (``"c2"``..``"c5"`` for ResNet,
+            ``"tokens"`` for ViT); ``"last"`` names the backbone's last stage.
         input_shape: (C, H, W) the encoder is declared for (default 3x224x224).
         depth, norm: used only when ``backbone`` is None.
         init_from: a path or URL whose backbone weights to load (a DetectorModule or
@@ -40,7 +43,7 @@ class GeneralEncoder(nn.Module):
 
     def __init__(
         self,
-        backbone: Backbone | None = None,
+        backbone: Backbone | str | None = None,
         stage: str = "c5",
         input_shape: Sequence[int] = (3, 224, 224),
         depth: int = 18,
@@ -51,18 +54,19 @@ class GeneralEncoder(nn.Module):
         trust_pickled_weights: bool = False,
     ) -> None:
         super().__init__()
+        built_here = backbone is None or isinstance(backbone, str)
         if backbone is None:
-            backbone = ResNet(depth=depth, out_stages=(stage,), norm=norm)
+            backbone = ResNet(depth=depth, norm=norm)
+        elif isinstance(backbone, str):
+            backbone = build_backbone(backbone)
         if not isinstance(backbone, Backbone):
             raise TypeError(
                 f"backbone {type(backbone).__name__} does not implement the backbone contract "
                 "(visdet.models.backbones.Backbone)"
             )
-        if stage not in backbone.out_channels:
-            raise ValueError(
-                f"stage must be one of the backbone's stages {list(backbone.out_channels)}, "
-                f"got {stage!r}"
-            )
+        stage = backbone.resolve_stage(stage, "encoder.stage")
+        if built_here:
+            backbone.out_stages = (stage,)
         if stage not in backbone.out_stages:
             raise ValueError(f"the backbone does not return stage {stage!r}; add it to out_stages")
         input_shape = tuple(int(s) for s in input_shape)

@@ -12,12 +12,15 @@ _EXTRA = ("none", "maxpool", "p6p7")
 _NORMS = ("none", "bn")
 
 
-def _conv(in_channels: int, out_channels: int, kernel_size: int, norm: str) -> nn.Module:
+def _conv(
+    in_channels: int, out_channels: int, kernel_size: int, norm: str, stride: int = 1
+) -> nn.Module:
     """A conv with bias (``norm="none"``) or conv (no bias) + BatchNorm2d (``norm="bn"``)."""
+    pad = kernel_size // 2
     if norm == "none":
-        return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+        return nn.Conv2d(in_channels, out_channels, kernel_size, stride, pad)
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
+        nn.Conv2d(in_channels, out_channels, kernel_size, stride, pad, bias=False),
         nn.BatchNorm2d(out_channels),
     )
 
@@ -97,21 +100,33 @@ class FPN(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
-    def forward(self, features: dict[str, Tensor]) -> OrderedDict[str, Tensor]:
-        """features: dict with the ``in_features`` maps -> OrderedDict ``p<k>`` maps."""
+    def inputs(self, features: dict[str, Tensor]) -> list[Tensor]:
         missing = [n for n in self.in_features if n not in features]
         if missing:
-            raise ValueError(f"FPN needs features {list(self.in_features)}, missing {missing}")
-        xs = [features[n] for n in self.in_features]
+            raise ValueError(
+                f"{type(self).__name__} needs features {list(self.in_features)}, missing {missing}"
+            )
+        return [features[n] for n in self.in_features]
+
+    def top_down(self, xs: list[Tensor]) -> list[Tensor]:
+        """The pyramid levels from the inputs: laterals, top-down sums, 3x3 output convs."""
         last = self.inner_blocks[-1](xs[-1])
         outs = [self.layer_blocks[-1](last)]
         for i in range(len(xs) - 2, -1, -1):
             lateral = self.inner_blocks[i](xs[i])
             last = lateral + F.interpolate(last, size=lateral.shape[-2:], mode="nearest")
             outs.insert(0, self.layer_blocks[i](last))
+        return outs
+
+    def with_extra_levels(self, outs: list[Tensor], xs: list[Tensor]) -> OrderedDict[str, Tensor]:
         if self.extra_blocks == "maxpool":
             outs.append(F.max_pool2d(outs[-1], kernel_size=1, stride=2))
         elif self.extra_blocks == "p6p7":
             p6 = self.p6(outs[-1] if self.p6p7_from == "p5" else xs[-1])
             outs += [p6, self.p7(F.relu(p6) if self.p7_relu else p6)]
         return OrderedDict(zip(self.out_features, outs, strict=True))
+
+    def forward(self, features: dict[str, Tensor]) -> OrderedDict[str, Tensor]:
+        """features: dict with the ``in_features`` maps -> OrderedDict ``p<k>`` maps."""
+        xs = self.inputs(features)
+        return self.with_extra_levels(self.top_down(xs), xs)

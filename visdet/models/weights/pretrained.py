@@ -168,7 +168,7 @@ def init_backbone(
         weights,
         f"{key}: {path_or_url}" + (f" ({prefix}*)" if prefix else ""),
         strict=True,
-        ignore_unexpected=lambda k: k.split(".")[0] in backbone.dropped,
+        ignore_unexpected=backbone.is_dropped,
     )
     log.info("%s", report.summary())
     return report
