@@ -142,3 +142,21 @@ def test_vit_patch_that_does_not_divide_the_input_says_which_sizes_work():
         vit(torch.rand(1, 3, 100, 64))
     with pytest.raises(ValueError, match="patch_size must divide image_size"):
         ViT("small", 14, image_size=224 + 1)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "frozen", "trained"),
+    [
+        ("convnext_tiny", {"frozen_stages": 1}, ("features.0.", "features.1."), "features.2."),
+        ("swin_t", {"frozen_stages": 0}, ("features.0.",), "features.1."),
+        ("mobilenet_v3_large", {"trainable_layers": 3}, ("features.6.",), "features.7."),
+        ("vit_s16", {"frozen_stages": 2}, ("conv_proj.", "encoder.layers.encoder_layer_1."),
+         "encoder.layers.encoder_layer_2."),
+    ],
+)  # fmt: skip
+def test_frozen_stages_stop_gradients_up_to_the_named_depth(name, kwargs, frozen, trained):
+    backbone = build_backbone(name, **kwargs)
+    params = dict(backbone.named_parameters())
+    assert all(not p.requires_grad for n, p in params.items() if n.startswith(frozen))
+    assert any(n.startswith(frozen[-1]) for n in params)
+    assert all(p.requires_grad for n, p in params.items() if n.startswith(trained))

@@ -1,10 +1,12 @@
-"""timm checkpoints (safetensors and .pth) of ConvNeXt, Swin v1 and ViT load into visdet's
-torchvision-layout backbones through ``model.backbone.weights`` (``init_backbone``).
+"""timm checkpoints (safetensors and .pth) of ConvNeXt, Swin v1, ViT and MobileNetV3 load
+into visdet's torchvision-layout backbones through ``model.backbone.weights``
+(``init_backbone``).
 
 Each file is written here in timm's names from a visdet model's weights, by a renaming
 table written independently of visdet's converters (timm's module names, from its
-``convnext.py``, ``swin_transformer.py`` and ``vision_transformer.py``); loading it must
-give back exactly the same tensors, and the same outputs."""
+``convnext.py``, ``swin_transformer.py``, ``vision_transformer.py``, ``mobilenetv3.py`` and
+``_efficientnet_blocks.py``); loading it must give back exactly the same tensors, and the
+same outputs."""
 
 import re
 
@@ -12,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from visdet.models.backbones import ConvNeXt, Swin, ViT
+from visdet.models.backbones import ConvNeXt, MobileNetV3, Swin, ViT
 from visdet.models.weights.pretrained import init_backbone
 
 
@@ -96,11 +98,50 @@ def vit_to_timm(state):
     return out
 
 
+def mobilenet_to_timm(state):
+    first = {1: (0, 0), 16: (6, 0)}  # features.k -> (timm stage, index) by stage ranges
+    ranges = [(2, 3, 1), (4, 6, 2), (7, 10, 3), (11, 12, 4), (13, 15, 5)]
+    for lo, hi, stage in ranges:
+        for k in range(lo, hi + 1):
+            first[k] = (stage, k - lo)
+    out = {}
+    for k, v in state.items():
+        parts = k.split(".")
+        idx = int(parts[1])
+        if idx == 0:
+            out[f"{'conv_stem' if parts[2] == '0' else 'bn1'}.{parts[-1]}"] = v
+            continue
+        stage, j = first[idx]
+        prefix = f"blocks.{stage}.{j}"
+        if idx == 16:
+            out[f"{prefix}.{'conv' if parts[2] == '0' else 'bn1'}.{parts[-1]}"] = v
+            continue
+        layer, sub, leaf = parts[3], parts[4], parts[-1]
+        has_se = f"features.{idx}.block.2.fc1.weight" in state
+        if idx == 1:
+            name = {("0", "0"): "conv_dw", ("0", "1"): "bn1", ("1", "0"): "conv_pw",
+                    ("1", "1"): "bn2"}[(layer, sub)]  # fmt: skip
+        elif sub in ("fc1", "fc2"):
+            name = {"fc1": "se.conv_reduce", "fc2": "se.conv_expand"}[sub]
+        elif layer == ("3" if has_se else "2"):
+            name = "conv_pwl" if sub == "0" else "bn3"
+        else:
+            name = {("0", "0"): "conv_pw", ("0", "1"): "bn1", ("1", "0"): "conv_dw",
+                    ("1", "1"): "bn2"}[(layer, sub)]  # fmt: skip
+        out[f"{prefix}.{name}.{leaf}"] = v
+    out["conv_head.weight"] = torch.zeros(1280, 960, 1, 1)
+    out["conv_head.bias"] = torch.zeros(1280)
+    out["classifier.weight"] = torch.zeros(1000, 1280)
+    out["classifier.bias"] = torch.zeros(1000)
+    return out
+
+
 CASES = {
     "convnext_tiny": (lambda: ConvNeXt("tiny", drop_path=0.0), convnext_to_timm, 64),
     "swin_t": (lambda: Swin("tiny", drop_path=0.0), swin_to_timm, 64),
     "swin_t_old_timm": (lambda: Swin("tiny", drop_path=0.0), lambda s: swin_to_timm(s, True), 64),
     "vit_s16": (lambda: ViT("small", 16), vit_to_timm, 64),
+    "mobilenet_v3_large": (lambda: MobileNetV3(out_stages=("c3", "c5")), mobilenet_to_timm, 64),
 }
 
 

@@ -19,7 +19,13 @@ from torch.nn import functional as F
 
 from visdet.models.backbones.base import Backbone, StageInfo
 from visdet.models.backbones.stochastic_depth import StochasticDepth
-from visdet.models.backbones.truncation import cut_after, foreign_keys_error
+from visdet.models.backbones.truncation import (
+    checked_out_stages,
+    cut_after,
+    foreign_keys_error,
+    frozen_trunk_length,
+    without_unheld,
+)
 
 STAGE_NAMES = ("c2", "c3", "c4", "c5")
 STAGE_INDEX = {"c2": 1, "c3": 3, "c4": 5, "c5": 7}  # features.k whose output is the stage
@@ -98,17 +104,12 @@ class ConvNeXt(Backbone):
         super().__init__()
         if size not in ARCHITECTURES:
             raise ValueError(f"size must be one of {sorted(ARCHITECTURES)}, got {size!r}")
-        bad = [s for s in out_stages if s not in STAGE_NAMES]
-        if bad or not out_stages:
-            raise ValueError(
-                f"out_stages must be a non-empty subset of {STAGE_NAMES}, got {list(out_stages)}"
-            )
         if not -1 <= frozen_stages <= 4:
             raise ValueError(f"frozen_stages must be in [-1, 4], got {frozen_stages}")
         widths, depths, default_drop = ARCHITECTURES[size]
         drop_path = default_drop if drop_path is None else float(drop_path)
         self.size = size
-        self.out_stages = tuple(s for s in STAGE_NAMES if s in out_stages)
+        self.out_stages = checked_out_stages(out_stages, STAGE_NAMES)
         self.frozen_stages = frozen_stages
         self.dropped: tuple[str, ...] = ()
         layers: list[nn.Module] = [
@@ -141,12 +142,8 @@ class ConvNeXt(Backbone):
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
-        for k in range(self._frozen_until()):
+        for k in range(frozen_trunk_length(frozen_stages)):
             self.features[k].requires_grad_(False)
-
-    def _frozen_until(self) -> int:
-        """features[:k] are frozen (the stem, then each stage with its downsampling)."""
-        return 0 if self.frozen_stages < 0 else max(1, 2 * self.frozen_stages)
 
     @property
     def name(self) -> str:
@@ -185,9 +182,9 @@ class ConvNeXt(Backbone):
             raise foreign_keys_error(
                 "ConvNeXt", "features.0.0.weight (torchvision) or stem.0.weight (timm)", state
             )
-        skipped = ("classifier.",) if self.num_classes is None else ()
-        skipped += tuple(f"{d}." for d in self.dropped)
-        return {k: v for k, v in state.items() if not k.startswith(skipped)}
+        return without_unheld(
+            state, None if self.num_classes is not None else "classifier", self.dropped
+        )
 
     def output_size(self, height: int, width: int, stage: str) -> tuple[int, int]:
         """floor(n / 4) after the stem, then floor(n / 2) per downsampling layer."""

@@ -20,7 +20,12 @@ from torch.nn import functional as F
 
 from visdet.models.backbones.base import Backbone, StageInfo
 from visdet.models.backbones.frozen_batch_norm import FrozenBatchNorm2d
-from visdet.models.backbones.truncation import cut_after, foreign_keys_error
+from visdet.models.backbones.truncation import (
+    checked_out_stages,
+    cut_after,
+    foreign_keys_error,
+    without_unheld,
+)
 
 # input, kernel, expanded, output, squeeze-excitation, hard-swish, stride (torchvision's
 # mobilenet_v3_large table, width 1.0)
@@ -101,6 +106,8 @@ class MobileNetV3(Backbone):
     Args:
         out_stages: which of ``c2, c3, c4, c5_0, c5`` forward returns.
         norm: ``"bn"`` (eps 0.001, momentum 0.01, torchvision's) or ``"frozen_bn"``.
+        bn_eps: BatchNorm eps: torchvision's 0.001; 1e-5 reproduces a timm checkpoint's
+            outputs exactly (timm's default).
         trainable_layers: torchvision's detection rule: how many of its 6 stages (stem, then
             the blocks from each strided block on, counted from the top) train; 6 trains
             everything (default), 3 is torchvision's detector default.
@@ -118,33 +125,28 @@ class MobileNetV3(Backbone):
         out_stages: Sequence[str] = ("c5_0", "c5"),
         norm: str = "bn",
         trainable_layers: int = 6,
+        bn_eps: float = 0.001,
         num_classes: int | None = None,
     ) -> None:
         super().__init__()
         if norm not in _NORMS:
             raise ValueError(f"norm must be one of {sorted(_NORMS)}, got {norm!r}")
-        bad = [s for s in out_stages if s not in STAGE_INDEX]
-        if bad or not out_stages:
-            raise ValueError(
-                f"out_stages must be a non-empty subset of {tuple(STAGE_INDEX)}, "
-                f"got {list(out_stages)}"
-            )
         if not 0 <= trainable_layers <= 6:
             raise ValueError(f"trainable_layers must be in [0, 6], got {trainable_layers}")
         if norm == "bn":
 
             def norm_layer(c):
-                return nn.BatchNorm2d(c, eps=0.001, momentum=0.01)
+                return nn.BatchNorm2d(c, eps=bn_eps, momentum=0.01)
         else:
 
             def norm_layer(c):
-                return FrozenBatchNorm2d(c, eps=0.001)
+                return FrozenBatchNorm2d(c, eps=bn_eps)
 
         layers: list[nn.Module] = [conv_norm_act(3, 16, 3, 2, norm_layer, nn.Hardswish)]
         layers += [InvertedResidual(*b, norm_layer) for b in BLOCKS]
         layers.append(conv_norm_act(160, 960, 1, 1, norm_layer, nn.Hardswish))
         self.features = nn.Sequential(*layers)
-        self.out_stages = tuple(s for s in STAGE_INDEX if s in out_stages)
+        self.out_stages = checked_out_stages(out_stages, tuple(STAGE_INDEX))
         self.feature_info = OrderedDict((s, StageInfo(*STAGE_INFO[s])) for s in STAGE_INDEX)
         self.dropped: tuple[str, ...] = ()
         self.num_classes = num_classes
@@ -198,17 +200,20 @@ class MobileNetV3(Backbone):
         return groups + ([("classifier", ("classifier.",))] if self.num_classes is not None else [])
 
     def adapt_state_dict(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
-        """A torchvision MobileNetV3-Large state dict without the classifier (unless
-        ``num_classes``) and dropped layers."""
+        """A torchvision (``features.*``) or timm (``conv_stem``, ``blocks.i.j``; e.g.
+        ``mobilenetv3_large_100``) MobileNetV3-Large state dict without the classifier
+        (unless ``num_classes``) and dropped layers."""
+        if "conv_stem.weight" in state:
+            state = timm_mobilenet_v3_to_torchvision(state)
         if "features.0.0.weight" not in state or "features.16.0.weight" not in state:
             raise foreign_keys_error(
                 "MobileNetV3-Large (torchvision)",
                 "features.0.0.weight ... features.16.0.weight",
                 state,
             )
-        skipped = ("classifier.",) if self.num_classes is None else ()
-        skipped += tuple(f"{d}." for d in self.dropped)
-        return {k: v for k, v in state.items() if not k.startswith(skipped)}
+        return without_unheld(
+            state, None if self.num_classes is not None else "classifier", self.dropped
+        )
 
     def output_size(self, height: int, width: int, stage: str) -> tuple[int, int]:
         """Each stride-2 conv (padding (k-1)/2) maps n to floor((n - 1) / 2) + 1."""
@@ -239,3 +244,51 @@ class MobileNetV3(Backbone):
         if self.num_classes is not None:
             out["logits"] = self.classifier(self.avgpool(x).flatten(1))
         return out
+
+
+# timm's blocks.i.j -> torchvision's features.k: stage i holds these many blocks
+_TIMM_STAGE_BLOCKS = (1, 2, 3, 4, 2, 3, 1)
+
+
+def timm_mobilenet_v3_to_torchvision(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """timm's MobileNetV3-Large names -> torchvision's (``conv_stem``/``bn1`` -> ``features.0``,
+    ``blocks.i.j`` -> ``features.k``: ``conv_pw``/``conv_dw``/``se``/``conv_pwl`` with their
+    norms -> ``block.0..3``; ``blocks.6.0`` -> ``features.16``; the 1x1 ``conv_head`` ->
+    ``classifier.0``, ``classifier`` -> ``classifier.3``). timm's BatchNorm eps is 1e-5
+    where torchvision's is 1e-3: build the backbone with ``bn_eps=1e-5`` for timm's outputs."""
+    starts = [1 + sum(_TIMM_STAGE_BLOCKS[:i]) for i in range(len(_TIMM_STAGE_BLOCKS))]
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        module, _, leaf = key.rpartition(".")
+        if module in ("conv_stem", "bn1"):
+            out[f"features.0.{0 if module == 'conv_stem' else 1}.{leaf}"] = value
+        elif module == "conv_head":
+            out[f"classifier.0.{leaf}"] = value.flatten(1) if leaf == "weight" else value
+        elif module == "classifier":
+            out[f"classifier.3.{leaf}"] = value
+        elif key.startswith("blocks."):
+            _, i, j, rest = key.split(".", 3)
+            k = starts[int(i)] + int(j)
+            part, _, leaf = rest.rpartition(".")
+            has_se = f"blocks.{i}.{j}.se.conv_reduce.weight" in state
+            out[f"features.{k}.{_timm_block_part(int(i), part, key, has_se)}.{leaf}"] = value
+        else:
+            raise ValueError(f"unknown timm MobileNetV3 key {key!r} (shape {list(value.shape)})")
+    return out
+
+
+def _timm_block_part(stage: int, part: str, key: str, has_se: bool) -> str:
+    if stage == 0:  # depthwise-separable: dw conv, then the projection
+        parts = {"conv_dw": "block.0.0", "bn1": "block.0.1", "conv_pw": "block.1.0",
+                 "bn2": "block.1.1"}  # fmt: skip
+    elif stage == 6:  # the last 1x1 conv to 960
+        parts = {"conv": "0", "bn1": "1"}
+    else:  # inverted residual: expand, dw, [squeeze-excitation], project
+        last = "block.3" if has_se else "block.2"
+        parts = {"conv_pw": "block.0.0", "bn1": "block.0.1", "conv_dw": "block.1.0",
+                 "bn2": "block.1.1", "se.conv_reduce": "block.2.fc1",
+                 "se.conv_expand": "block.2.fc2", "conv_pwl": f"{last}.0",
+                 "bn3": f"{last}.1"}  # fmt: skip
+    if part not in parts:
+        raise ValueError(f"unknown timm MobileNetV3 key {key!r}")
+    return parts[part]

@@ -21,7 +21,13 @@ from torch.nn import functional as F
 from visdet.models.backbones.base import Backbone, StageInfo
 from visdet.models.backbones.convnext import Permute
 from visdet.models.backbones.stochastic_depth import StochasticDepth
-from visdet.models.backbones.truncation import cut_after, foreign_keys_error
+from visdet.models.backbones.truncation import (
+    checked_out_stages,
+    cut_after,
+    foreign_keys_error,
+    frozen_trunk_length,
+    without_unheld,
+)
 
 STAGE_NAMES = ("c2", "c3", "c4", "c5")
 STAGE_INDEX = {"c2": 1, "c3": 3, "c4": 5, "c5": 7}
@@ -167,17 +173,12 @@ class Swin(Backbone):
         super().__init__()
         if size not in ARCHITECTURES:
             raise ValueError(f"size must be one of {sorted(ARCHITECTURES)}, got {size!r}")
-        bad = [s for s in out_stages if s not in STAGE_NAMES]
-        if bad or not out_stages:
-            raise ValueError(
-                f"out_stages must be a non-empty subset of {STAGE_NAMES}, got {list(out_stages)}"
-            )
         if not -1 <= frozen_stages <= 4:
             raise ValueError(f"frozen_stages must be in [-1, 4], got {frozen_stages}")
         embed, depths, heads, default_drop = ARCHITECTURES[size]
         drop_path = default_drop if drop_path is None else float(drop_path)
         self.size = size
-        self.out_stages = tuple(s for s in STAGE_NAMES if s in out_stages)
+        self.out_stages = checked_out_stages(out_stages, STAGE_NAMES)
         self.frozen_stages = frozen_stages
         self.dropped: tuple[str, ...] = ()
         layers: list[nn.Module] = [
@@ -207,8 +208,7 @@ class Swin(Backbone):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-        frozen = 0 if frozen_stages < 0 else max(1, 2 * frozen_stages)  # stage k ends at 2k-1
-        for k in range(frozen):
+        for k in range(frozen_trunk_length(frozen_stages)):
             self.features[k].requires_grad_(False)
 
     @property
@@ -254,9 +254,8 @@ class Swin(Backbone):
             raise foreign_keys_error(
                 "Swin", "features.0.0.weight (torchvision) or patch_embed.proj.weight (timm)", state
             )
-        skipped = ("head.",) if self.num_classes is None else ()
-        skipped += tuple(f"{d}." for d in self.dropped)
-        return {k: v for k, v in state.items() if not k.startswith(skipped)}
+        keep = self.num_classes is not None
+        return without_unheld(state, None if keep else "head", self.dropped)
 
     def relative_position_keys(self) -> dict[str, Tensor]:
         return {k: v for k, v in self.state_dict().items() if k.endswith("relative_position_index")}
