@@ -13,7 +13,7 @@ from visdet.models.backbones import BACKBONES, Backbone, ViT, build_backbone
 from visdet.models.lora import LoRAConfig, inject_lora
 from visdet.models.weights.pretrained import init_backbone
 
-QUICK = {"resnet18", "convnext_tiny", "swin_t", "vit_s16", "vit_s14", "mobilenet_v3_large"}
+QUICK = {"resnet18", "convnext_tiny", "swin_t", "vit_s16", "mobilenet_v3_large"}
 NAMES = [n if n in QUICK else pytest.param(n, marks=pytest.mark.slow) for n in BACKBONES]
 
 

@@ -77,7 +77,9 @@ def test_swin_pads_and_unshifts_like_torchvision_at_an_odd_size():
     assert tuple(out["c5"].shape[-2:]) == model.output_size(72, 88, "c5")
 
 
-VITS = [("vit_s16", "small", 16), ("vit_b16", "base", 16), ("vit_b14", "base", 14)]
+SLOW = pytest.mark.slow  # ViT-B and the S/B sizes build 50-90 M parameters each: make test-full
+VITS = [("vit_s16", "small", 16), pytest.param("vit_b16", "base", 16, marks=SLOW),
+        pytest.param("vit_b14", "base", 14, marks=SLOW)]  # fmt: skip
 
 
 @pytest.mark.parametrize(("name", "size", "patch"), VITS)
@@ -94,6 +96,7 @@ def test_vit_tokens_equal_torchvision_and_resample_positions_like_timm(name, siz
     assert torch.allclose(large, ref["tokens_large"].double(), atol=ATOL, rtol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["convnext_small", "convnext_base", "swin_s", "swin_b"])
 def test_larger_sizes_have_torchvisions_layout(name):
     model = {"convnext_small": lambda: ConvNeXt("small"), "convnext_base": lambda: ConvNeXt("base"),
@@ -104,6 +107,7 @@ def test_larger_sizes_have_torchvisions_layout(name):
     assert mine == {k: tuple(v.shape) for k, v in state.items()}
 
 
+@pytest.mark.slow
 def test_vit_b16_at_224_has_torchvisions_layout():
     model = ViT("base", 16, num_classes=1000)
     assert [(k, tuple(v.shape)) for k, v in model.state_dict().items()] == [
