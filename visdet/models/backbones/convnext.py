@@ -29,6 +29,7 @@ from visdet.models.backbones.truncation import (
 
 STAGE_NAMES = ("c2", "c3", "c4", "c5")
 STAGE_INDEX = {"c2": 1, "c3": 3, "c4": 5, "c5": 7}  # features.k whose output is the stage
+STAGE_AT = {i: s for s, i in STAGE_INDEX.items()}  # features index -> the stage it ends
 
 # (stage widths, blocks per stage, torchvision's stochastic depth for ImageNet training)
 ARCHITECTURES = {
@@ -202,7 +203,7 @@ class ConvNeXt(Backbone):
         last = STAGE_INDEX["c5" if self.num_classes is not None else self.out_stages[-1]]
         for k in range(last + 1):
             x = self.features[k](x)
-            stage = next((s for s, i in STAGE_INDEX.items() if i == k), None)
+            stage = STAGE_AT.get(k)
             if stage in self.out_stages:
                 out[stage] = x
         if self.num_classes is not None:

@@ -47,6 +47,7 @@ BLOCKS = (
     (160, 5, 960, 160, True, True, 1),
 )
 STAGE_INDEX = {"c2": 3, "c3": 6, "c4": 12, "c5_0": 13, "c5": 16}
+STAGE_AT = {i: s for s, i in STAGE_INDEX.items()}  # features index -> the stage it ends
 STAGE_INFO = {"c2": (24, 4), "c3": (40, 8), "c4": (112, 16), "c5_0": (160, 32), "c5": (960, 32)}
 _NORMS = {"bn": nn.BatchNorm2d, "frozen_bn": FrozenBatchNorm2d}
 
@@ -236,11 +237,10 @@ class MobileNetV3(Backbone):
             raise ValueError(f"MobileNetV3 input must be [B, 3, H, W], got {list(x.shape)}")
         out: OrderedDict[str, Tensor] = OrderedDict()
         last = STAGE_INDEX["c5" if self.num_classes is not None else self.out_stages[-1]]
-        names = {i: s for s, i in STAGE_INDEX.items()}
         for k in range(last + 1):
             x = self.features[k](x)
-            if names.get(k) in self.out_stages:
-                out[names[k]] = x
+            if STAGE_AT.get(k) in self.out_stages:
+                out[STAGE_AT[k]] = x
         if self.num_classes is not None:
             out["logits"] = self.classifier(self.avgpool(x).flatten(1))
         return out

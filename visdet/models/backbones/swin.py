@@ -31,6 +31,7 @@ from visdet.models.backbones.truncation import (
 
 STAGE_NAMES = ("c2", "c3", "c4", "c5")
 STAGE_INDEX = {"c2": 1, "c3": 3, "c4": 5, "c5": 7}
+STAGE_AT = {i: s for s, i in STAGE_INDEX.items()}  # features index -> the stage it ends
 
 # (embedding width, blocks per stage, heads per stage, torchvision's ImageNet drop path)
 ARCHITECTURES = {
@@ -278,7 +279,7 @@ class Swin(Backbone):
         last = STAGE_INDEX["c5" if self.num_classes is not None else self.out_stages[-1]]
         for k in range(last + 1):
             x = self.features[k](x)
-            stage = next((s for s, i in STAGE_INDEX.items() if i == k), None)
+            stage = STAGE_AT.get(k)
             if stage == "c5":
                 x = self.norm(x)
             if stage in self.out_stages:
