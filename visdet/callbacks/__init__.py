@@ -5,6 +5,7 @@ from visdet.callbacks.benchmark import BenchmarkCallback
 from visdet.callbacks.epoch_summary import EpochSummary
 from visdet.callbacks.freeze_unfreeze import FreezeUnfreeze
 from visdet.callbacks.lr_finder import LRFinder
+from visdet.callbacks.model_ema import ModelEMA
 from visdet.callbacks.progressive_resize import ProgressiveResize
 
 __all__ = [
@@ -13,5 +14,6 @@ __all__ = [
     "EpochSummary",
     "FreezeUnfreeze",
     "LRFinder",
+    "ModelEMA",
     "ProgressiveResize",
 ]

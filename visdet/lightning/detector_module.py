@@ -46,8 +46,10 @@ class DetectorModule(TrainingModule):
             classes the class-specific layers are re-initialised (reported).
         init_strict: a partial ``init_from`` match (missing or unexpected keys) is an error;
             False loads what matches and reports the rest.
-        backbone: ``{"weights": PATH_OR_URL}``: a torchvision ResNet ImageNet checkpoint
-            loaded strictly into the backbone before ``init_from``.
+        backbone: ``{"weights": PATH_OR_URL, "checkpoint_stages": [...]}``: a torchvision
+            or timm ImageNet checkpoint loaded strictly into the backbone before
+            ``init_from``; the stages (names or ``"all"``) whose activations are recomputed
+            in backward (gradient checkpointing, visdet.models.backbones.checkpointing).
         trust_pickled_weights: read a local ``init_from`` / ``backbone.weights`` file that
             also holds numpy data (your own older file; logs a warning; never for URLs).
             Weights are always read with ``weights_only=True`` or safetensors: nothing in a
@@ -83,15 +85,18 @@ class DetectorModule(TrainingModule):
         super().__init__()
         self.param_groups_factory = param_groups
         backbone = dict(backbone or {})
-        if set(backbone) - {"weights"}:
+        allowed = {"weights", "checkpoint_stages"}
+        if set(backbone) - allowed:
             raise ValueError(
-                f"model.backbone: unknown keys {sorted(set(backbone) - {'weights'})}; "
-                "allowed: ['weights']"
+                f"model.backbone: unknown keys {sorted(set(backbone) - allowed)}; "
+                f"allowed: {sorted(allowed)}"
             )
         if backbone.get("weights"):
             init_backbone(
                 detector.backbone, backbone["weights"], allow_pickle=trust_pickled_weights
             )
+        if backbone.get("checkpoint_stages"):
+            detector.backbone.checkpoint_stages(backbone["checkpoint_stages"])
         if init_from:
             init_detector(
                 detector, init_from, strict=init_strict, allow_pickle=trust_pickled_weights
@@ -115,6 +120,11 @@ class DetectorModule(TrainingModule):
         self.last_detections: list[dict] | None = None  # COCO results of the last evaluation
         self.val_loss = val_loss
         self.description: dict | None = None
+        # model EMA (visdet.callbacks.ModelEMA): the EMA weights' validation results, handed
+        # over before this module logs its own; ``selected_weights`` names the better of the
+        # two at the last validation ("raw" or "ema"), the weights a checkpoint then holds
+        self.ema_results: dict | None = None
+        self.selected_weights = "raw"
 
     # -- data ---------------------------------------------------------------------------
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
@@ -132,11 +142,15 @@ class DetectorModule(TrainingModule):
         if hasattr(self.augment, "set_epoch"):
             self.augment.set_epoch(self.current_epoch, self.trainer.max_epochs)
 
+    def new_metric(self) -> CocoMeanAP:
+        """A COCO mAP metric for the validation set (boxes, and masks for a mask family)."""
+        ann_file = self.trainer.datamodule.val_set.ann_file
+        return CocoMeanAP(ann_file, masks=predicts_masks(self.detector)).to(self.device)
+
     def _metric(self) -> CocoMeanAP:
         dm = self.trainer.datamodule
         if self.val_metric is None or self.val_metric.ann_file != str(dm.val_set.ann_file):
-            masks = predicts_masks(self.detector)
-            self.val_metric = CocoMeanAP(dm.val_set.ann_file, masks=masks).to(self.device)
+            self.val_metric = self.new_metric()
         return self.val_metric
 
     # -- steps --------------------------------------------------------------------------
@@ -169,13 +183,19 @@ class DetectorModule(TrainingModule):
             return
         if log_loss:
             self._log_val_loss(images, targets, batch_idx)
-        preds = self.detector(images)
+        self.update_metric(self._metric(), self.detector, images, targets)
+
+    @staticmethod
+    def update_metric(metric: CocoMeanAP, detector: nn.Module, images, targets) -> None:
+        """Add ``detector``'s predictions for an evaluation batch to ``metric``, in the
+        original images' coordinates."""
+        preds = detector(images)
         for p, t in zip(preds, targets, strict=True):
             (ih, iw), (oh, ow) = t["input_size"], t["orig_size"]
             p["boxes"] = scale_boxes(p["boxes"], ow / iw, oh / ih)
             if "masks" in p:
                 p["masks"] = masks_at_size(p["masks"], (oh, ow))
-        self._metric().update(preds, [t["image_id"] for t in targets])
+        metric.update(preds, [t["image_id"] for t in targets])
 
     def _log_val_loss(self, images, targets, batch_idx: int) -> None:
         with loss_mode(self.detector, seed=batch_idx) as detector:
@@ -198,12 +218,24 @@ class DetectorModule(TrainingModule):
         metric = self._metric()
         results = metric.compute()
         metric.reset()
+        if prefix == "val" and self.ema_results is not None:
+            ema, self.ema_results = self.ema_results, None
+            self._log_results("val_raw", results)
+            self._log_results("val_ema", ema)
+            # the better weights (by mAP; a tie or no score keeps the raw ones) are what
+            # val/* reports, the checkpoint monitors and the checkpoint holds
+            self.selected_weights = "ema" if ema["mAP"] > results["mAP"] else "raw"
+            results = ema if self.selected_weights == "ema" else results
+            self.log("val/ema_selected", float(self.selected_weights == "ema"))
         self.last_detections = results.pop("detections", None)
         self.last_results = results
+        self._log_results(prefix, results)
+
+    def _log_results(self, prefix: str, results: dict) -> None:
         # compute() gathers every process's detections, so each process logs the same
         # values (no further reduction; every rank's checkpoint callback sees the monitor)
         for name, value in results.items():
-            if name not in ("per_class", "mask_per_class"):
+            if name not in ("per_class", "mask_per_class", "detections"):
                 self.log(f"{prefix}/{name}", -1.0 if math.isnan(value) else float(value))
 
     def _merge_adapters(self, merge: bool) -> None:

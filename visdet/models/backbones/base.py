@@ -18,7 +18,10 @@ named stage outputs (lowest stride first) and which describes itself:
 - ``lora_pattern``: a regular expression on module names (relative to the backbone) of the
   layers LoRA adapts by default;
 - ``adapt_state_dict(state)``: a foreign checkpoint of this architecture (torchvision, timm)
-  in this backbone's parameter names, with keys it does not hold (a classifier) removed.
+  in this backbone's parameter names, with keys it does not hold (a classifier) removed;
+- ``checkpoint_stages(stages)``: gradient checkpointing of those stages in training
+  (``visdet.models.backbones.checkpointing``; ``forward`` runs each stage's layers through
+  ``run_stage``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from torch import Tensor, nn
+
+from visdet.models.backbones.checkpointing import run_stage
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,8 @@ class Backbone(nn.Module):
     # whether one traced graph (torch.jit.trace) computes every input size as eager does;
     # False where Python branches on the feature-map size (Swin's window shift)
     traces_any_size: bool = True
+    # the stages whose activations are recomputed in backward (checkpoint_stages)
+    checkpointed: frozenset[str] = frozenset()
 
     @property
     def out_channels(self) -> dict[str, int]:
@@ -96,6 +103,27 @@ class Backbone(nn.Module):
     def is_dropped(self, key: str) -> bool:
         """Whether state-dict ``key`` belongs to a layer ``truncate`` removed."""
         return any(key == d or key.startswith(f"{d}.") for d in self.dropped)
+
+    def checkpoint_stages(self, stages) -> None:
+        """Recompute the activations of ``stages`` (stage names, ``"all"`` or ``[]``) in
+        backward instead of keeping them (``model.backbone.checkpoint_stages``)."""
+        if stages == "all":
+            stages = list(self.feature_info)
+        if isinstance(stages, str) or not all(isinstance(s, str) for s in stages):
+            raise ValueError(
+                "model.backbone.checkpoint_stages must be a list of stage names or 'all', "
+                f"got {stages!r}"
+            )
+        self.checkpointed = frozenset(
+            self.resolve_stage(s, "model.backbone.checkpoint_stages") for s in stages
+        )
+
+    def run_stage(
+        self, stage: str | None, module: nn.Module, x: Tensor, per_block: bool = True
+    ) -> Tensor:
+        """``module(x)``, checkpointed when ``stage`` is one of ``checkpointed`` (block by
+        block when ``module`` is an ``nn.Sequential`` of blocks and ``per_block``)."""
+        return run_stage(module, x, stage in self.checkpointed, per_block)
 
     def output_size(self, height: int, width: int, stage: str) -> tuple[int, int]:
         raise NotImplementedError

@@ -202,8 +202,8 @@ class ConvNeXt(Backbone):
         out: OrderedDict[str, Tensor] = OrderedDict()
         last = STAGE_INDEX["c5" if self.num_classes is not None else self.out_stages[-1]]
         for k in range(last + 1):
-            x = self.features[k](x)
             stage = STAGE_AT.get(k)
+            x = self.run_stage(stage, self.features[k], x)
             if stage in self.out_stages:
                 out[stage] = x
         if self.num_classes is not None:

@@ -48,6 +48,11 @@ BLOCKS = (
 )
 STAGE_INDEX = {"c2": 3, "c3": 6, "c4": 12, "c5_0": 13, "c5": 16}
 STAGE_AT = {i: s for s, i in STAGE_INDEX.items()}  # features index -> the stage it ends
+# features index -> the stage it belongs to (the stem, features.0, to none)
+STAGE_OF = {
+    k: next((s for s, i in STAGE_INDEX.items() if k <= i), None) if k else None
+    for k in range(max(STAGE_INDEX.values()) + 1)
+}
 STAGE_INFO = {"c2": (24, 4), "c3": (40, 8), "c4": (112, 16), "c5_0": (160, 32), "c5": (960, 32)}
 _NORMS = {"bn": nn.BatchNorm2d, "frozen_bn": FrozenBatchNorm2d}
 
@@ -238,7 +243,8 @@ class MobileNetV3(Backbone):
         out: OrderedDict[str, Tensor] = OrderedDict()
         last = STAGE_INDEX["c5" if self.num_classes is not None else self.out_stages[-1]]
         for k in range(last + 1):
-            x = self.features[k](x)
+            # each features.k is one block (the last conv a Conv-BN-activation Sequential)
+            x = self.run_stage(STAGE_OF[k], self.features[k], x, per_block=False)
             if STAGE_AT.get(k) in self.out_stages:
                 out[STAGE_AT[k]] = x
         if self.num_classes is not None:

@@ -243,7 +243,7 @@ class ResNet(Backbone):
         out: OrderedDict[str, Tensor] = OrderedDict()
         last = STAGE_NAMES[-1] if self.num_classes is not None else self.out_stages[-1]
         for i, name in enumerate(STAGE_NAMES):
-            x = getattr(self, f"layer{i + 1}")(x)
+            x = self.run_stage(name, getattr(self, f"layer{i + 1}"), x)
             if name in self.out_stages:
                 out[name] = x
             if name == last:

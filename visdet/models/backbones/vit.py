@@ -242,7 +242,7 @@ class ViT(Backbone):
         tokens = x.flatten(2).transpose(1, 2)
         tokens = torch.cat([self.class_token.expand(b, -1, -1), tokens], dim=1)
         pos = resample_position_embedding(self.encoder.pos_embedding, self.grid, (h, w), in_graph)
-        tokens = self.encoder.ln(self.encoder.layers(tokens + pos))
+        tokens = self.encoder.ln(self.run_stage(STAGE, self.encoder.layers, tokens + pos))
         out: OrderedDict[str, Tensor] = OrderedDict()
         out[STAGE] = tokens[:, 1:].transpose(1, 2).reshape(b, self.hidden_dim, h, w)
         if self.num_classes is not None:

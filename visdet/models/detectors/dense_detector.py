@@ -22,6 +22,7 @@ from visdet.models.detectors.inputs import as_image_list, check_targets
 from visdet.models.detectors.transform import DetectionTransform
 from visdet.models.heads.dense_candidates import dense_detections
 from visdet.ops import AnchorGenerator
+from visdet.ops.precision import autocast_off, float32
 
 # torchvision's and MMDetection's pyramid for one-stage detectors (P2 would give too many anchors)
 DENSE_LEVELS = ("p3", "p4", "p5", "p6", "p7")
@@ -96,10 +97,9 @@ class DenseDetector(nn.Module):
         features = [pyramid[lv] for lv in self.levels]
         return batch, targets, features
 
-    def _anchors(self, batch, features: list[Tensor]) -> list[Tensor]:
+    def _anchors(self, batch, features: list[Tensor], dtype) -> list[Tensor]:
         sizes = [tuple(f.shape[-2:]) for f in features]
-        return self.anchor_generator(batch.padded_size, sizes, features[0].dtype,
-                                     features[0].device)  # fmt: skip
+        return self.anchor_generator(batch.padded_size, sizes, dtype, features[0].device)
 
     def forward(
         self, images: Tensor | list[Tensor], targets: list[dict[str, Tensor]] | None = None
@@ -109,8 +109,13 @@ class DenseDetector(nn.Module):
             check_targets(targets, len(images), self.num_classes)
         original_sizes = [(i.shape[-2], i.shape[-1]) for i in images]
         batch, targets, features = self._features(images, targets if self.training else None)
-        outputs = self.head(features)
-        per_level = self._anchors(batch, features)
+        # mixed precision: the head's convs may run in half precision, the rest in float32
+        outputs = float32(self.head(features))
+        with autocast_off():
+            return self._losses_or_detections(outputs, batch, targets, features, original_sizes)
+
+    def _losses_or_detections(self, outputs, batch, targets, features, original_sizes):
+        per_level = self._anchors(batch, features, outputs["bbox_regression"].dtype)
         if self.training:
             return self.losses(outputs, per_level, targets)
         counts = [a.shape[0] for a in per_level]

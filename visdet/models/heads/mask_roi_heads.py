@@ -23,6 +23,7 @@ from visdet.models.heads.mask_head import (
 from visdet.models.heads.multiscale_roi_align import MultiScaleRoIAlign
 from visdet.models.heads.roi_heads import RoIHeads
 from visdet.models.image_batch import ImageBatch
+from visdet.ops.precision import autocast_off, float32
 
 
 class MaskRoIHeads(RoIHeads):
@@ -46,7 +47,7 @@ class MaskRoIHeads(RoIHeads):
                     images: ImageBatch) -> Tensor:  # fmt: skip
         """Per-class mask logits [sum R_i, K + 1, M, M] of per-image boxes [R_i, 4]."""
         pooled = self.mask_roi_pool(features, boxes, images.padded_size)
-        return self.mask_predictor(self.mask_head(pooled))
+        return float32(self.mask_predictor(self.mask_head(pooled)))
 
     def forward(
         self,
@@ -60,7 +61,8 @@ class MaskRoIHeads(RoIHeads):
             boxes = [d["boxes"] for d in detections]
             logits = self.mask_logits(features, boxes, images)
             labels = torch.cat([d["labels"] for d in detections])
-            probs = class_mask_probabilities(logits, labels)
+            with autocast_off():
+                probs = class_mask_probabilities(logits, labels)
             start = 0  # slices, not split(): torch.export cannot guard split's data-dependent sizes
             for d, b in zip(detections, boxes, strict=True):
                 d["masks"] = probs[start : start + b.shape[0]]
@@ -70,8 +72,9 @@ class MaskRoIHeads(RoIHeads):
             raise ValueError("Mask R-CNN needs targets with masks ([N, H, W]) in training mode")
         proposals, labels, reg_targets, matched = self.sample_proposals(proposals, targets)
         pooled = self.box_roi_pool(features, proposals, images.padded_size)
-        logits, deltas = self.box_predictor(self.box_head(pooled))
-        losses = self.losses(logits, deltas, torch.cat(labels), torch.cat(reg_targets))
+        logits, deltas = float32(self.box_predictor(self.box_head(pooled)))
+        with autocast_off():
+            losses = self.losses(logits, deltas, torch.cat(labels), torch.cat(reg_targets))
         positive = [torch.where(lb > 0)[0] for lb in labels]
         boxes = [p[i] for p, i in zip(proposals, positive, strict=True)]
         if sum(len(b) for b in boxes) == 0:
@@ -86,5 +89,6 @@ class MaskRoIHeads(RoIHeads):
             for t, b, m, i in zip(targets, boxes, matched, positive, strict=True)
         ]
         pos_labels = torch.cat([lb[i] for lb, i in zip(labels, positive, strict=True)])
-        losses["loss_mask"] = mask_loss(mask_logits, pos_labels, torch.cat(mask_gt))
+        with autocast_off():
+            losses["loss_mask"] = mask_loss(mask_logits, pos_labels, torch.cat(mask_gt))
         return [], losses

@@ -18,6 +18,7 @@ from visdet.ops import (
     box_iou,
     postprocess_detections,
 )
+from visdet.ops.precision import autocast_off, float32
 
 
 class TwoMLPHead(nn.Module):
@@ -276,10 +277,11 @@ class RoIHeads(nn.Module):
                 raise ValueError("RoIHeads needs targets in training mode")
             proposals, labels, reg_targets, _ = self.sample_proposals(proposals, targets)
         pooled = self.box_roi_pool(features, proposals, images.padded_size)
-        logits, deltas = self.box_predictor(self.box_head(pooled))
-        if self.training:
-            return [], self.losses(logits, deltas, torch.cat(labels), torch.cat(reg_targets))
-        return self.postprocess(logits, deltas, proposals, images.image_sizes), {}
+        logits, deltas = float32(self.box_predictor(self.box_head(pooled)))
+        with autocast_off():
+            if self.training:
+                return [], self.losses(logits, deltas, torch.cat(labels), torch.cat(reg_targets))
+            return self.postprocess(logits, deltas, proposals, images.image_sizes), {}
 
 
 def _class_weight_vector(class_weights: Sequence[float] | None, num_classes: int) -> Tensor | None:

@@ -17,6 +17,7 @@ from visdet.ops import (
     box_iou,
     postprocess_detections,
 )
+from visdet.ops.precision import autocast_off, float32
 
 
 class RPNHead(nn.Module):
@@ -196,10 +197,15 @@ class RPN(nn.Module):
         """features: per level [B, C, H, W] of the padded batch ``images``; gt_boxes: per
         image [G, 4] (required in training). Returns per-image proposals [P, 4] (detached)
         and losses."""
-        logits, deltas = self.head(features)
+        # mixed precision: the head's convs may run in half precision, the rest in float32
+        logits, deltas = float32(self.head(features))
+        with autocast_off():
+            return self._proposals_and_losses(logits, deltas, features, images, gt_boxes)
+
+    def _proposals_and_losses(self, logits, deltas, features, images, gt_boxes):
         feature_sizes = [tuple(f.shape[-2:]) for f in features]
         anchors_per_level = self.anchor_generator(
-            images.padded_size, feature_sizes, dtype=features[0].dtype, device=features[0].device
+            images.padded_size, feature_sizes, dtype=logits[0].dtype, device=logits[0].device
         )
         anchors = torch.cat(anchors_per_level)
         logits, deltas = flatten_predictions(logits, deltas)
