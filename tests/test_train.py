@@ -2,6 +2,7 @@
 metrics.json, and resumes from its checkpoint."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -203,6 +204,22 @@ def test_a_run_that_never_validated_validates_at_the_end(tmp_path, capsys):
     assert metrics["last_checkpoint"].endswith("last.ckpt")
     out = capsys.readouterr().out
     assert "(final weights validated after fit)" in out and "val/mAP=nan" not in out
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_best_checkpoint_from_the_last_step_is_not_tested_again(tmp_path):
+    # one epoch, validated once: the best checkpoint is the final weights, so testing it would
+    # repeat that validation; its results are kept and equal visdet eval of the checkpoint
+    metrics = train(tiny_cfg(tmp_path, "trainer.max_epochs=1"))
+    best = metrics["best_checkpoint"]
+    expected = f"{Path(best).name} (validated at the last step) on the val split"
+    assert metrics["evaluated"] == expected
+    evaluated = run_eval(eval_cfg(f"ckpt={best}", f"paths.output_dir={tmp_path}/e"))
+    assert evaluated["bbox"]["AP"] == pytest.approx(metrics["val/mAP"], abs=1e-12)
+    weights = read_state_dict(metrics["weights"])
+    saved = torch.load(best, weights_only=True)["state_dict"]
+    for k, v in weights.items():
+        torch.testing.assert_close(v, saved[f"detector.{k}"])
 
 
 @pytest.mark.slow  # a multi-second run; make test-full

@@ -125,6 +125,7 @@ class DetectorModule(TrainingModule):
         # two at the last validation ("raw" or "ema"), the weights a checkpoint then holds
         self.ema_results: dict | None = None
         self.selected_weights = "raw"
+        self.validated_at_step: int | None = None  # the global step of the last validation
 
     # -- data ---------------------------------------------------------------------------
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
@@ -252,6 +253,8 @@ class DetectorModule(TrainingModule):
     def on_validation_epoch_end(self) -> None:
         self._log_metric("val")
         self._merge_adapters(False)
+        if not self.trainer.sanity_checking:
+            self.validated_at_step = self.global_step
 
     def on_fit_end(self) -> None:
         if self.lora_counts is not None and self.trainer.is_global_zero:

@@ -95,10 +95,15 @@ def collect(cfg: DictConfig, trainer, module, datamodule) -> dict:
     evaluated = "last validation during fit"
     best_loaded = False
     if cfg.get("test", True) and not trainer.fast_dev_run:
-        trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=True)
-        results = dict(module.last_results)
-        best_loaded = True  # the module now holds the best checkpoint's weights
-        evaluated = f"{Path(best).name if best else 'final weights'} tested on the val split"
+        if validated_at_the_end(trainer, module, best):
+            # the best checkpoint was written by the last validation, at the last step: testing
+            # it would repeat that validation (same weights, same split), so its results stand
+            evaluated = f"{Path(best).name} (validated at the last step) on the val split"
+        else:
+            trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=True)
+            results = dict(module.last_results)
+            best_loaded = True  # the module now holds the best checkpoint's weights
+            evaluated = f"{Path(best).name if best else 'final weights'} tested on the val split"
     elif not results and not trainer.fast_dev_run:
         trainer.validate(module, datamodule=datamodule)
         results = dict(module.last_results)
@@ -123,6 +128,15 @@ def collect(cfg: DictConfig, trainer, module, datamodule) -> dict:
         "peak_memory_mb": _peak_memory_mb(module),
         "last_fit_metrics": fit_metrics,
     }
+
+
+def validated_at_the_end(trainer, module, best: str | None) -> bool:
+    """Whether checkpoint ``best`` was saved by the validation at the run's last step, so
+    that its results are the module's last validation results."""
+    if best is None or module.validated_at_step != trainer.global_step:
+        return False
+    saved = torch.load(best, map_location="cpu", weights_only=True, mmap=True)
+    return saved.get("global_step") == trainer.global_step
 
 
 def write_detector_weights(
