@@ -72,3 +72,14 @@ def test_data_sheet_peaks():
     assert spec_peak("NVIDIA H200", "bf16-mixed") == 989.5
     assert spec_peak("NVIDIA A100-SXM4-80GB", "16-mixed") == 312.0
     assert spec_peak("Some Future GPU", "bf16-mixed") is None
+
+
+def test_step_flops_counts_the_main_jobs_training_step():
+    from visdet.bench.gpu_check import step_flops
+
+    counted = step_flops()
+    # issue 20 measured 69 GFLOPs for one step (8 images of 128 px, forward + backward)
+    assert counted["flops"] == pytest.approx(69e9, rel=0.1)
+    assert (
+        counted["flops_per_image"] == counted["flops"] / counted["images"] == counted["flops"] / 8
+    )

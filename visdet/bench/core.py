@@ -127,7 +127,9 @@ def _parts(impl: str, model: nn.Module) -> dict[str, nn.Module]:
     return {n: getattr(model, n) for n in DETECTOR_PARTS if hasattr(model, n)}
 
 
-def _images_and_targets(batch_size: int, size: int, device: str):
+def images_and_targets(batch_size: int, size: int, device: str = "cpu"):
+    """A seeded synthetic batch: ``batch_size`` random images of ``size`` px, each with 5
+    boxes (labels 1..NUM_CLASSES)."""
     gen = torch.Generator().manual_seed(0)
     images, targets = [], []
     for _ in range(batch_size):
@@ -154,7 +156,7 @@ def detector_case(mode: str, depth: int, size: int, batch_size: int, device: str
 
         models["torchvision"] = twin = _torchvision_twin(depth, size)
         model.load_state_dict(faster_rcnn_from_torchvision(twin.state_dict()))
-    images, targets = _images_and_targets(batch_size, size, device)
+    images, targets = images_and_targets(batch_size, size, device)
 
     def train_step(m: nn.Module) -> None:
         m.zero_grad(set_to_none=True)

@@ -84,18 +84,15 @@ def step_flops(overrides: list[str] | None = None) -> dict:
     """FLOPs of one training step (forward and backward, ``torch.utils.flop_counter``) of
     the main job's detector on a batch like the built-in data's: ``{"flops": F,
     "images": B, "flops_per_image": F / B}``."""
+    from visdet.bench.core import images_and_targets
     from visdet.bench.measure import count_flops
     from visdet.config.presets import build_detector
 
     torch.manual_seed(0)
     detector = build_detector("faster_rcnn_r18_fpn", 4, overrides or []).train()
-    images = [torch.rand(3, 128, 128) for _ in range(8)]
-    g = torch.Generator().manual_seed(0)
-    targets = []
-    for _ in images:
-        xy = torch.rand(4, 2, generator=g) * 80
-        boxes = torch.cat([xy, xy + 16 + torch.rand(4, 2, generator=g) * 30], 1).clamp(max=128)
-        targets.append({"boxes": boxes, "labels": torch.randint(1, 5, (4,), generator=g)})
+    images, targets = images_and_targets(8, 128)
+    for t in targets:  # the main job's 4 classes
+        t["labels"] = (t["labels"] - 1) % 4 + 1
 
     def step():
         sum(detector(images, targets).values()).backward()
