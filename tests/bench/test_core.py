@@ -10,7 +10,7 @@ from bench_results import make_result
 from hydra import compose, initialize_config_dir
 from test_bench_run import CONF, bench_cfg
 
-from visdet.bench.core import CORE_KEYS, core_specs
+from visdet.bench.core import CORE_KEYS, add_mfu, core_specs
 from visdet.bench.reference import SAME_RUN, STORED, STORED_MS, add_references, reference
 from visdet.bench.schema import RESULT_FIELDS, load_run
 from visdet.bench.tool import format_table, run_bench
@@ -25,7 +25,8 @@ def test_core_preset_composes_at_the_reference_sizes():
     assert set(core) == set(CORE_KEYS)
     assert list(core.nms_boxes) == [1000, 2000, 6000] and core.roi_align_rois == 512
     assert list(core.roi_align_input) == [2, 256, 200, 200]
-    assert list(core.detector_depths) == [50] and list(core.detector_sizes) == [320, 512]
+    assert list(core.detector_depths) == [18, 50] and list(core.detector_sizes) == [320, 512]
+    assert core.matmul_size == 2048
     sizes = {k: v for k, v in core.items() if k not in ("repeats", "detector_repeats")}
     planned = [(component, case) for component, case, _ in core_specs(**sizes)]
     assert set(STORED_MS) <= set(planned)  # every stored figure has its case in the preset
@@ -63,6 +64,21 @@ def test_add_references_pairs_results_by_component_and_case():
     assert "ratio" not in format_table([make_result()])  # no reference: no columns
 
 
+def test_mfu_is_flops_over_time_over_the_matmul_peak():
+    peak = make_result("core/matmul_peak", "n100", fwd=2.0, impl="visdet")
+    peak["flops"] = 2_000_000  # 1 GFLOP/s at 2 ms
+    step = make_result("core/train_r18_fpn", "b2_320px", fwd=None, fb=500.0, impl="visdet")
+    step["flops"] = 100_000_000  # 0.2 GFLOP/s at 500 ms
+    other = make_result("core/nms", "n1000", fwd=1.0, impl="visdet")
+    add_mfu([peak, step, other])
+    assert peak["extra"]["gflop_per_s"] == pytest.approx(1.0)
+    assert step["extra"]["mfu"] == pytest.approx(0.2)
+    assert "mfu" not in other["extra"] and "mfu" not in peak["extra"]
+    lone = make_result("core/train_r18_fpn", fwd=None, fb=5.0, flops=1e6)
+    assert "mfu" not in add_mfu([lone])[0]["extra"]  # no peak measured: no MFU
+    assert "MFU" in format_table([peak, step]).splitlines()[0]
+
+
 def test_core_needs_a_core_section_and_known_keys(tmp_path):
     with pytest.raises(ConfigError, match="preset=core"):
         run_bench(bench_cfg(tmp_path, "bench.groups=[core]"))
@@ -81,6 +97,7 @@ def test_tiny_core_run_writes_results_with_references(tmp_path, capsys):
         "preset.core.detector_batch_size=1",
         "preset.core.repeats=2",
         "preset.core.detector_repeats=1",
+        "preset.core.matmul_size=64",
         "report=false",
         "bench.threads=1",  # steadier on a shared machine; restored below
         preset="core",
@@ -93,6 +110,7 @@ def test_tiny_core_run_writes_results_with_references(tmp_path, capsys):
     run = load_run(tmp_path / "results.json")
     by_key = {(r["component"], r["case"]): r for r in run["results"] if r["impl"] == "visdet"}
     assert list(by_key) == [
+        ("core/matmul_peak", "n64"),
         ("core/nms", "n1000"),
         ("core/nms", "n300"),
         ("core/roi_align", "n8_1x4x16x16"),
@@ -110,8 +128,16 @@ def test_tiny_core_run_writes_results_with_references(tmp_path, capsys):
     train = by_key[("core/train_r18_fpn", "b1_64px")]
     assert train["forward_backward_ms"]["repeats"] == 1 and train["params"] > 0
     assert set(train["extra"]["parts_ms"]) == {"backbone", "neck", "rpn", "roi_heads"}
+    peak = by_key[("core/matmul_peak", "n64")]
+    assert peak["flops"] == 2 * 64**3 and peak["extra"]["gflop_per_s"] > 0
+    assert train["flops"] > 1e8 and train["macs"] == train["flops"] / 2
+    peak_flops = peak["extra"]["gflop_per_s"] * 1e9
+    expected = train["flops"] / (train["forward_backward_ms"]["median"] / 1000) / peak_flops
+    assert train["extra"]["mfu"] == pytest.approx(expected)
     infer = by_key[("core/infer_r18_fpn", "b1_64px")]
     assert infer["forward_ms"] is not None and infer["throughput"]["images_per_s"] > 0
+    assert "mfu" not in infer["extra"] and len(infer["extra"]["detections"]) == 1
     out = capsys.readouterr().out
     assert "ref ms" in out and "ratio = visdet / reference" in out and "backbone ms" in out
+    assert "MFU" in out and "GFLOP/s" in out
     assert json.loads((tmp_path / "results.json").read_text())["settings"]["preset"]["core"]

@@ -164,12 +164,12 @@ def test_default_lora_targets_adapt_layers_and_keep_outputs(preset):
     _, _, detector = preset
     model = copy.deepcopy(detector).eval()
     image = [torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(4))]
-    with torch.no_grad():
-        before = model(image)[0]
+    # with autograd on, no conv + norm pair is folded (conv_bn), so both runs compute the
+    # same way: a LoRA-wrapped conv is never folded, its unwrapped twin would be
+    before = model(image)[0]
     counts = inject_lora(model, LoRAConfig(rank=2))
     assert counts["adapted_layers"] > 0 and 0 < counts["trainable"] < counts["total"]
-    with torch.no_grad():
-        after = model(image)[0]
+    after = model(image)[0]
     torch.testing.assert_close(after["boxes"], before["boxes"])  # B starts at zero
 
 

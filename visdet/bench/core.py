@@ -18,7 +18,12 @@ and the ratio compares with it; otherwise with the stored figure. The cases:
   forward + backward of the summed losses (no optimizer step); inference: eval-mode forward
   with post-processing under ``no_grad``. ``extra.parts_ms``: the forward time of backbone,
   neck, rpn and roi_heads within those calls (hooks; backward, transform and glue are the
-  rest).
+  rest). Inference records ``extra.detections``: the detections per image (random weights
+  give confident scores, so post-processing and per-class NMS do real work). A training
+  step records its FLOPs (forward + backward, ``torch.utils.flop_counter``) and
+  ``extra.mfu``: FLOPs / median time / the machine's matmul peak.
+- ``core/matmul_peak``: a float32 ``n x n`` matmul, median of ``repeats``: the machine's
+  measured peak (``extra.gflop_per_s``) that MFU divides by.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from visdet.bench.measure import PartTimes, time_ms
+from visdet.bench.measure import PartTimes, count_flops, time_ms
 from visdet.bench.reference import add_references
 from visdet.bench.schema import new_result
 from visdet.models import faster_rcnn_resnet_fpn
@@ -47,7 +52,7 @@ DETECTOR_PARTS = ("backbone", "neck", "rpn", "roi_heads")
 # the keys of a preset's core section: core_specs' sizes and run_core's repeats
 CORE_KEYS = (
     "nms_boxes", "roi_align_rois", "roi_align_input", "detector_depths", "detector_sizes",
-    "detector_batch_size", "repeats", "detector_repeats",
+    "detector_batch_size", "repeats", "detector_repeats", "matmul_size",
 )  # fmt: skip
 
 
@@ -60,6 +65,15 @@ class CoreCase:
     models: dict[str, nn.Module] = field(default_factory=dict)  # implementation -> its model
     images: int = 0  # images per call (for images/s); 0 = not image-based
     extra: dict = field(default_factory=dict)
+
+
+def matmul_case(n: int, device: str) -> CoreCase:
+    gen = torch.Generator().manual_seed(0)
+    a = torch.rand(n, n, generator=gen).to(device)
+    b = torch.rand(n, n, generator=gen).to(device)
+    case = CoreCase(f"{n}x{n} @ {n}x{n} float32", 1, "forward_ms", {"visdet": lambda: a @ b})
+    case.extra["flops"] = 2 * n**3
+    return case
 
 
 def random_boxes(n: int, gen: torch.Generator, canvas: float = 1000.0) -> torch.Tensor:
@@ -172,7 +186,12 @@ def detector_case(mode: str, depth: int, size: int, batch_size: int, device: str
         calls[impl] = functools.partial(train_step if mode == "train" else infer, m)
     metric = "forward_backward_ms" if mode == "train" else "forward_ms"
     input = f"{batch_size}x3x{size}x{size}"
-    return CoreCase(input, batch_size, metric, calls, models, images=batch_size)
+    case = CoreCase(input, batch_size, metric, calls, models, images=batch_size)
+    if mode == "train":
+        case.extra["flops"] = count_flops(calls["visdet"])
+    else:
+        case.extra["detections"] = [len(d["boxes"]) for d in calls["visdet"]()]
+    return case
 
 
 def core_specs(
@@ -182,10 +201,16 @@ def core_specs(
     detector_depths: Sequence[int] = (50,),
     detector_sizes: Sequence[int] = (320, 512),
     detector_batch_size: int = 2,
+    matmul_size: int = 2048,
     device: str = "cpu",
 ) -> list[tuple[str, str, Callable[[], CoreCase]]]:
     """(component, case, build) of every selected case, in run order; nothing is built."""
-    specs = [("core/nms", f"n{n}", functools.partial(nms_case, n, device)) for n in nms_boxes]
+    specs = []
+    if matmul_size:
+        specs.append(
+            ("core/matmul_peak", f"n{matmul_size}", functools.partial(matmul_case, matmul_size, device))
+        )  # fmt: skip
+    specs += [("core/nms", f"n{n}", functools.partial(nms_case, n, device)) for n in nms_boxes]
     if roi_align_rois:
         if len(roi_align_input) != 4:
             raise ValueError(f"roi_align_input must be [B, C, H, W], got {list(roi_align_input)}")
@@ -215,6 +240,7 @@ def measure_core_case(
         with PartTimes(parts, device) as timer:
             stats = time_ms(timer.wrap(call), repeats, warmup, device)
         extra = dict(case.extra)
+        flops = extra.pop("flops", None)
         if parts:
             extra["parts_ms"] = timer.medians(repeats)
         throughput = None
@@ -222,12 +248,32 @@ def measure_core_case(
             throughput = {"images_per_s": case.images / (stats["median"] / 1000)}
         params = 0 if model is None else sum(p.numel() for p in model.parameters())
         fields = {case.metric: stats, "throughput": throughput, "extra": extra}
+        if flops is not None:
+            fields |= {"flops": flops, "macs": flops / 2}
         results.append(
             new_result(
                 component, "core", impl, case_name, batch_size=case.batch_size,
                 input=case.input, params=params, **fields,
             )
         )  # fmt: skip
+    return results
+
+
+def add_mfu(results: list[dict]) -> list[dict]:
+    """``extra.gflop_per_s`` of the matmul-peak result and ``extra.mfu`` (FLOPs / median
+    time / that peak) of every timed result with FLOPs; without a peak result nothing is
+    added. Returns ``results``."""
+    peak = None
+    for r in results:
+        if r["component"] == "core/matmul_peak":
+            peak = r["flops"] / (r["forward_ms"]["median"] / 1000)
+            r["extra"]["gflop_per_s"] = peak / 1e9
+    if peak is None:
+        return results
+    for r in results:
+        stats = r["forward_backward_ms"] or r["forward_ms"]
+        if r["flops"] and stats and r["component"] != "core/matmul_peak":
+            r["extra"]["mfu"] = r["flops"] / (stats["median"] / 1000) / peak
     return results
 
 
@@ -248,4 +294,4 @@ def run_core(
         case = build()
         n = detector_repeats if case.models else repeats
         results += measure_core_case(component, case_name, case, n, warmup, device)
-    return add_references(results, device)
+    return add_mfu(add_references(results, device))

@@ -66,9 +66,17 @@ def _reference_cells(r: dict) -> tuple[str, str, str]:
     return f"{ref['ms']:.1f}", f"{ref['ratio']:.2f}", ref["source"]
 
 
+def _mfu_cell(r: dict) -> str:
+    if "gflop_per_s" in r["extra"]:
+        return f"peak {r['extra']['gflop_per_s']:.0f} GFLOP/s"
+    return f"{100 * r['extra']['mfu']:.0f}%" if "mfu" in r["extra"] else "-"
+
+
 def format_table(results: list[dict]) -> str:
-    """The results table; with reference columns when a result has ``extra.reference``."""
+    """The results table; with reference columns when a result has ``extra.reference`` and
+    an MFU column when one has ``extra.mfu`` (the core benchmark's training steps)."""
     with_reference = any("reference" in r["extra"] for r in results)
+    with_mfu = any("mfu" in r["extra"] for r in results)
     header = (
         "component",
         "impl",
@@ -80,6 +88,7 @@ def format_table(results: list[dict]) -> str:
         "fwd+bwd ms",
         "peak MB",
         "img/s",
+        *(("MFU",) if with_mfu else ()),
         *(("ref ms", "ratio", "reference") if with_reference else ()),
     )
     rows = [header]
@@ -95,6 +104,7 @@ def format_table(results: list[dict]) -> str:
                 "-" if fb is None else f"{fb['median']:.2f}",
                 "-" if r["peak_memory_mb"] is None else f"{r['peak_memory_mb']:.1f}",
                 "-" if not r["throughput"] else f"{r['throughput']['images_per_s']:.1f}",
+                *((_mfu_cell(r),) if with_mfu else ()),
                 *(_reference_cells(r) if with_reference else ()),
             )
         )  # fmt: skip

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from visdet.models.backbones.base import Backbone, StageInfo
+from visdet.models.backbones.conv_bn import conv_bn
 from visdet.models.backbones.frozen_batch_norm import FrozenBatchNorm2d
 from visdet.models.backbones.truncation import (
     checked_out_stages,
@@ -63,7 +64,16 @@ def make_divisible(v: float, divisor: int = 8) -> int:
     return new + divisor if new < 0.9 * v else new
 
 
-def conv_norm_act(in_ch, out_ch, kernel, stride, norm, act, groups=1) -> nn.Sequential:
+class ConvNormAct(nn.Sequential):
+    """(conv, norm[, activation]) with torchvision's module names (0, 1, 2); conv and norm
+    run as one folded conv without autograd (``conv_bn``)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = conv_bn(self[0], self[1], x)
+        return self[2](x) if len(self) > 2 else x
+
+
+def conv_norm_act(in_ch, out_ch, kernel, stride, norm, act, groups=1) -> ConvNormAct:
     """torchvision's ``Conv2dNormActivation``: conv (no bias), norm, optional activation."""
     pad = (kernel - 1) // 2
     layers = [
@@ -72,7 +82,7 @@ def conv_norm_act(in_ch, out_ch, kernel, stride, norm, act, groups=1) -> nn.Sequ
     ]
     if act is not None:
         layers.append(act(inplace=True))
-    return nn.Sequential(*layers)
+    return ConvNormAct(*layers)
 
 
 class SqueezeExcitation(nn.Module):

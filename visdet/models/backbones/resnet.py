@@ -16,9 +16,15 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from visdet.models.backbones.base import Backbone, StageInfo
+from visdet.models.backbones.conv_bn import conv_bn
 from visdet.models.backbones.frozen_batch_norm import FrozenBatchNorm2d
 
 _NORMS = {"bn": nn.BatchNorm2d, "frozen_bn": FrozenBatchNorm2d}
+
+
+def _shortcut(downsample: nn.Sequential | None, x: Tensor) -> Tensor:
+    """The identity, or the projection shortcut (conv, norm)."""
+    return x if downsample is None else conv_bn(downsample[0], downsample[1], x)
 
 
 class BasicBlock(nn.Module):
@@ -36,9 +42,9 @@ class BasicBlock(nn.Module):
         self.downsample = downsample
 
     def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        identity = _shortcut(self.downsample, x)
+        out = self.relu(conv_bn(self.conv1, self.bn1, x))
+        out = conv_bn(self.conv2, self.bn2, out)
         return self.relu(out + identity)
 
 
@@ -60,10 +66,10 @@ class Bottleneck(nn.Module):
         self.downsample = downsample
 
     def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
+        identity = _shortcut(self.downsample, x)
+        out = self.relu(conv_bn(self.conv1, self.bn1, x))
+        out = self.relu(conv_bn(self.conv2, self.bn2, out))
+        out = conv_bn(self.conv3, self.bn3, out)
         return self.relu(out + identity)
 
 
@@ -239,7 +245,7 @@ class ResNet(Backbone):
         """x: [B, 3, H, W] -> OrderedDict of the selected stages (+ ``logits`` [B, classes])."""
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"ResNet input must be [B, 3, H, W], got {list(x.shape)}")
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(self.relu(conv_bn(self.conv1, self.bn1, x)))
         out: OrderedDict[str, Tensor] = OrderedDict()
         last = STAGE_NAMES[-1] if self.num_classes is not None else self.out_stages[-1]
         for i, name in enumerate(STAGE_NAMES):

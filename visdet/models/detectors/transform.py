@@ -23,6 +23,11 @@ def _ratio(new: int, old: int) -> float:
     return float(torch.tensor(new, dtype=torch.float32) / torch.tensor(old, dtype=torch.float32))
 
 
+def _in_graph_capture() -> bool:
+    """True while a graph is exported, traced or scripted (the layout is left alone)."""
+    return torch.compiler.is_exporting() or torch.jit.is_tracing() or torch.jit.is_scripting()
+
+
 class DetectionTransform(nn.Module):
     """Images [3, H, W] in [0, 1] -> one normalised, padded batch [B, 3, Hp, Wp].
 
@@ -50,11 +55,13 @@ class DetectionTransform(nn.Module):
         size_divisible: int = 32,
         antialias: bool = False,
         channel_order: str = "rgb",
+        channels_last: bool = True,
     ) -> None:
         super().__init__()
         if channel_order not in ("rgb", "bgr"):
             raise ValueError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
         self.channel_order = channel_order
+        self.channels_last = channels_last
         self.resize_images = min_size is not None
         min_size = 1 if min_size is None else min_size
         self.min_size = (min_size,) if isinstance(min_size, int) else tuple(min_size)
@@ -108,6 +115,8 @@ class DetectionTransform(nn.Module):
         batch = torch.stack(
             [F.pad(img, (0, pw - img.shape[2], 0, ph - img.shape[1])) for img in resized]
         )
+        if self.channels_last and not torch.is_grad_enabled() and not _in_graph_capture():
+            batch = batch.contiguous(memory_format=torch.channels_last)
         return ImageBatch(batch, sizes), out_targets
 
     @staticmethod
