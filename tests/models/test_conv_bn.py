@@ -65,7 +65,10 @@ def test_training_mode_batch_norm_is_not_folded():
     norm.eval()
     with torch.no_grad():
         out = conv(x)
-        mean, var = out.mean((0, 2, 3), keepdim=True), out.var((0, 2, 3), unbiased=False, keepdim=True)
+        mean, var = (
+            out.mean((0, 2, 3), keepdim=True),
+            out.var((0, 2, 3), unbiased=False, keepdim=True),
+        )
         expected = (out - mean) / (var + norm.eps).sqrt() * norm.weight.view(1, -1, 1, 1)
         expected = expected + norm.bias.view(1, -1, 1, 1)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)

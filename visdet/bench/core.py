@@ -207,9 +207,8 @@ def core_specs(
     """(component, case, build) of every selected case, in run order; nothing is built."""
     specs = []
     if matmul_size:
-        specs.append(
-            ("core/matmul_peak", f"n{matmul_size}", functools.partial(matmul_case, matmul_size, device))
-        )  # fmt: skip
+        build = functools.partial(matmul_case, matmul_size, device)
+        specs.append(("core/matmul_peak", f"n{matmul_size}", build))
     specs += [("core/nms", f"n{n}", functools.partial(nms_case, n, device)) for n in nms_boxes]
     if roi_align_rois:
         if len(roi_align_input) != 4:

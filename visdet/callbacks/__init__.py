@@ -1,6 +1,7 @@
 """Lightning callbacks."""
 
 from visdet.callbacks.augmentation_preview import AugmentationPreview
+from visdet.callbacks.batch_size_finder import BatchSizeFinder
 from visdet.callbacks.benchmark import BenchmarkCallback
 from visdet.callbacks.epoch_summary import EpochSummary
 from visdet.callbacks.freeze_unfreeze import FreezeUnfreeze
@@ -10,6 +11,7 @@ from visdet.callbacks.progressive_resize import ProgressiveResize
 
 __all__ = [
     "AugmentationPreview",
+    "BatchSizeFinder",
     "BenchmarkCallback",
     "EpochSummary",
     "FreezeUnfreeze",

@@ -13,6 +13,7 @@ from visdet.data.augment import DetectionAugment
 from visdet.lightning.model_description import with_classes
 from visdet.lightning.training_module import TrainingModule
 from visdet.metrics import CocoMeanAP
+from visdet.models.compile import compile_detector
 from visdet.models.detectors.loss_mode import loss_mode
 from visdet.models.families import predicts_masks
 from visdet.models.lora import LoRAConfig, LoRALayer, inject_lora, save_adapters
@@ -62,6 +63,9 @@ class DetectorModule(TrainingModule):
             losses computed on each validation batch (``visdet.models.detectors.loss_mode``:
             normalisation layers in eval mode, seeded sampling), one more forward pass per
             batch.
+        compile: torch.compile the detector's dense parts in place (backbone, neck, heads:
+            the family's ``COMPILE_TARGETS``; visdet.models.compile), batches padded to
+            multiples of ``compile_bucket`` px.
 
     ``description`` (set by the training run, see visdet.runs.model_description) is stored
     in every checkpoint under ``"visdet"``, completed with the validation set's class names
@@ -81,6 +85,8 @@ class DetectorModule(TrainingModule):
         backbone: dict | None = None,
         trust_pickled_weights: bool = False,
         val_loss: bool = True,
+        compile: bool = False,
+        compile_bucket: int = 64,
     ) -> None:
         super().__init__()
         self.param_groups_factory = param_groups
@@ -109,6 +115,11 @@ class DetectorModule(TrainingModule):
                 self.lora_counts["adapted_layers"],
                 f"{self.lora_counts['trainable']:,}",
                 f"{self.lora_counts['total']:,}",
+            )
+        if compile:
+            compiled = compile_detector(detector, compile_bucket)
+            log.info(
+                "torch.compile: %s (batches padded to %d px)", ", ".join(compiled), compile_bucket
             )
         self.detector = detector
         self.optimizer_factory = optimizer
@@ -272,9 +283,12 @@ class DetectorModule(TrainingModule):
             checkpoint["visdet"] = with_classes(self.description, self.trainer.datamodule)
 
     # -- optimisation ---------------------------------------------------------------------
-    def configure_optimizers(self):
+    def optimizer_params(self) -> list:
+        """What the optimizer is built with: the parameter groups (discriminative LRs) or
+        every trainable parameter."""
         if self.param_groups_factory is not None:
-            params = self.param_groups_factory(self.detector)
-        else:
-            params = [p for p in self.detector.parameters() if p.requires_grad]
-        return self.optimizers_for(params)
+            return self.param_groups_factory(self.detector)
+        return [p for p in self.detector.parameters() if p.requires_grad]
+
+    def configure_optimizers(self):
+        return self.optimizers_for(self.optimizer_params())

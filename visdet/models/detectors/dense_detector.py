@@ -67,6 +67,7 @@ class DenseDetector(nn.Module):
     """
 
     box_coder: object  # the family's coder (decode(deltas, anchors))
+    COMPILE_TARGETS = ("backbone", "neck", "head")  # what model.compile=true compiles
 
     def __init__(self, backbone: Backbone, neck: nn.Module, head: nn.Module,
                  anchor_generator: AnchorGenerator, transform: DetectionTransform,

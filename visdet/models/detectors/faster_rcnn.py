@@ -55,6 +55,10 @@ class FasterRCNN(nn.Module):
 
     # the keys of head_outputs(), in order (the export's head graph outputs)
     HEAD_OUTPUTS = ("rpn_objectness", "rpn_deltas", "class_logits", "box_deltas")
+    # the dense parts model.compile=true compiles (visdet.models.compile)
+    COMPILE_TARGETS = (
+        "backbone", "neck", "rpn.head", "roi_heads.box_head", "roi_heads.box_predictor",
+    )  # fmt: skip
 
     def __init__(
         self,

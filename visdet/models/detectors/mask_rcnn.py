@@ -55,6 +55,12 @@ class MaskRCNN(FasterRCNN):
     ``paste_masks_grid_sample``, bool masks at or above it).
     """
 
+    COMPILE_TARGETS = (
+        *FasterRCNN.COMPILE_TARGETS,
+        "roi_heads.mask_head",
+        "roi_heads.mask_predictor",
+    )
+
     HEAD_OUTPUTS = (*FasterRCNN.HEAD_OUTPUTS, "mask_logits")
 
     def __init__(self, backbone: Backbone, neck: nn.Module, rpn: RPN, roi_heads: MaskRoIHeads,
