@@ -10,7 +10,7 @@ from bench_results import make_result
 from hydra import compose, initialize_config_dir
 from test_bench_run import CONF, bench_cfg
 
-from visdet.bench.core import CORE_KEYS, add_mfu, core_specs
+from visdet.bench.core import CORE_KEYS, add_mfu, core_specs, interleaved_ms
 from visdet.bench.reference import SAME_RUN, STORED, STORED_MS, add_references, reference
 from visdet.bench.schema import RESULT_FIELDS, load_run
 from visdet.bench.tool import format_table, run_bench
@@ -141,3 +141,11 @@ def test_tiny_core_run_writes_results_with_references(tmp_path, capsys):
     assert "ref ms" in out and "ratio = visdet / reference" in out and "backbone ms" in out
     assert "MFU" in out and "GFLOP/s" in out
     assert json.loads((tmp_path / "results.json").read_text())["settings"]["preset"]["core"]
+
+
+def test_implementations_are_timed_in_turns():
+    log = []
+    calls = {"visdet": lambda: log.append("v"), "torchvision": lambda: log.append("t")}
+    stats = interleaved_ms(calls, repeats=4, warmup=1, device="cpu")
+    assert "".join(log) == "vt" + "vttvvttv"  # warm-up, then turns in alternating order
+    assert stats["visdet"]["repeats"] == stats["torchvision"]["repeats"] == 4

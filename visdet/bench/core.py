@@ -36,7 +36,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from visdet.bench.measure import PartTimes, count_flops, time_ms
+from visdet.bench.measure import PartTimes, count_flops, summarize, time_ms
 from visdet.bench.reference import add_references
 from visdet.bench.schema import new_result
 from visdet.models import faster_rcnn_resnet_fpn
@@ -228,19 +228,45 @@ def core_specs(
     return specs
 
 
+def interleaved_ms(
+    calls: dict[str, Callable[[], object]], repeats: int, warmup: int, device: str
+) -> dict[str, dict]:
+    """Wall-time statistics of each call, timed in turns: every repeat runs each
+    implementation once (the order reversed every other repeat), so a machine that slows
+    down or speeds up during the run affects them alike and their ratio stays fair."""
+    order = list(calls)
+    times: dict[str, list[float]] = {impl: [] for impl in order}
+    for impl in order:  # warm-up, untimed
+        for _ in range(warmup):
+            calls[impl]()
+    for r in range(repeats):
+        for impl in order if r % 2 == 0 else order[::-1]:
+            times[impl].append(time_ms(calls[impl], 1, 0, device)["median"])
+    return {impl: summarize(t) for impl, t in times.items()}
+
+
 def measure_core_case(
     component: str, case_name: str, case: CoreCase, repeats: int, warmup: int, device: str
 ) -> list[dict]:
-    """One result per implementation of ``case``."""
-    results = []
+    """One result per implementation of ``case``, the implementations timed in turns."""
+    timers, calls = {}, {}
     for impl, call in case.calls.items():
         model = case.models.get(impl)
-        parts = _parts(impl, model) if model is not None else {}
-        with PartTimes(parts, device) as timer:
-            stats = time_ms(timer.wrap(call), repeats, warmup, device)
+        timers[impl] = PartTimes(_parts(impl, model) if model is not None else {}, device)
+        calls[impl] = timers[impl].wrap(call)
+    for timer in timers.values():
+        timer.__enter__()
+    try:
+        all_stats = interleaved_ms(calls, repeats, warmup, device)
+    finally:
+        for timer in timers.values():
+            timer.__exit__(None, None, None)
+    results = []
+    for impl, stats in all_stats.items():
+        model, timer = case.models.get(impl), timers[impl]
         extra = dict(case.extra)
         flops = extra.pop("flops", None)
-        if parts:
+        if timer.parts:
             extra["parts_ms"] = timer.medians(repeats)
         throughput = None
         if case.images:
