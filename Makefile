@@ -18,6 +18,8 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	@$(PY) -c "import torch" 2>/dev/null || $(PIP) install "$(TORCH_SPEC)"
 	$(PIP) install -e ".[dev,export]"
+	@# hydra-optuna-sweeper (older visdet; it pins optuna<3) must not shadow visdet's sweeper
+	@$(PIP) uninstall -y -q hydra-optuna-sweeper 2>/dev/null || true
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -29,8 +31,8 @@ test-full: $(STAMP)
 	$(PY) -m pytest -q -m "" -n $(TEST_WORKERS)
 
 lint: $(STAMP)
-	$(PY) -m ruff check visdet tests experiments examples train.py setup.py
-	$(PY) -m ruff format --check visdet tests experiments examples train.py setup.py
+	$(PY) -m ruff check visdet hydra_plugins tests experiments examples train.py setup.py
+	$(PY) -m ruff format --check visdet hydra_plugins tests experiments examples train.py setup.py
 
 # The core benchmark: nms, roi_align, Faster R-CNN R50-FPN against torchvision (overrides: ARGS=...).
 bench: $(STAMP)

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
 from visdet.config.validate import ConfigError, validate_config
 from visdet.runs.job import ERROR_FILE, error_message, run_job
+from visdet.sweep.search_space import build_search_space
+from visdet.sweep.study import build_pruner, build_sampler
 
 CONF = Path(__file__).parents[2] / "conf"
 CFG = OmegaConf.create({"optimized_metric": "val/mAP"})
@@ -78,13 +79,10 @@ def test_error_message_names_the_kind_of_failure():
     assert error_message(KeyError("k"), short=True) == "job failed: KeyError: 'k'"
 
 
-def sample_value(key, sweep):
-    """One value from a sweep expression of hydra.sweeper.params (the low end of an interval,
-    the last choice)."""
-    override = OverridesParser.create().parse_overrides([f"{key}={sweep}"])[0]
-    if override.is_choice_sweep():
-        return list(override.sweep_string_iterator())[-1]
-    return str(override.value().start)
+def sample_value(param):
+    """One value of a searched key: the low end of a range, the last choice."""
+    d = param.distribution
+    return str(d.choices[-1] if hasattr(d, "choices") else d.low)
 
 
 @pytest.mark.parametrize("search", sorted(p.stem for p in (CONF / "hparams_search").glob("*.yaml")))
@@ -96,20 +94,22 @@ def test_hparams_search_configs_compose_and_every_searched_key_exists(search):
             return_hydra_config=True,
         )
         sweeper = cfg.hydra.sweeper
-        assert sweeper._target_.endswith("OptunaSweeper")
+        assert sweeper._target_ == "hydra_plugins.visdet_optuna_sweeper.VisdetOptunaSweeper"
         assert sweeper.direction == "maximize" and cfg.optimized_metric == "val/mAP"
-        assert sweeper.storage is None  # Optuna 2.10's RDB storage fails with SQLAlchemy 2
-        assert sweeper.sampler._target_ == "optuna.samplers.TPESampler"
-        assert sweeper.sampler.seed is not None
-        assert len(sweeper.params) >= 3
-        for key, sweep in sweeper.params.items():
-            value = sample_value(key, sweep)
+        assert sweeper.storage is None  # the study: optuna.db in the sweep dir
+        assert sweeper.sampler.name == "tpe" and sweeper.sampler.seed is not None
+        build_sampler(OmegaConf.to_container(sweeper.sampler))
+        build_pruner(OmegaConf.to_container(sweeper.pruner))
+        space, fixed = build_search_space(sweeper.params, sweeper.search_space)
+        assert len(space) >= 3 and not fixed
+        for param in space:
+            value = sample_value(param)
             trial = compose(
                 "train",
-                overrides=[f"{key}={value}", "paths.output_dir=/tmp/visdet-test"],
+                overrides=[f"{param.override_key}={value}", "paths.output_dir=/tmp/visdet-test"],
             )
             validate_config(trial)
-            chosen = OmegaConf.select(trial, key)
+            chosen = OmegaConf.select(trial, param.name)
             if not OmegaConf.is_config(chosen):  # a value (a group such as aug is a node)
                 assert float(chosen) == float(value)
 

@@ -80,7 +80,7 @@ def test_write_summary_reads_the_job_records_of_the_sweep_dir(tmp_path):
     assert rows[1]["status"] == "failed" and rows[1]["error"] == "config error: ValueError: bad"
     assert rows[2]["output_dir"] == "/sweep/2"
     md = (tmp_path / "sweep_summary.md").read_text()
-    assert "3 jobs, 1 failed; best (maximize): job 2" in md
+    assert "3 jobs, 1 failed, 0 pruned; best (maximize): job 2" in md
 
 
 def test_swept_keys_and_direction_come_from_the_config():

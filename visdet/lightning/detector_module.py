@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 
 import torch
@@ -135,6 +136,7 @@ class DetectorModule(TrainingModule):
         # over before this module logs its own; ``selected_weights`` names the better of the
         # two at the last validation ("raw" or "ema"), the weights a checkpoint then holds
         self.ema_results: dict | None = None
+        self._infer_time = [0.0, 0]  # seconds and images of this evaluation's predictions
         self.selected_weights = "raw"
         self.validated_at_step: int | None = None  # the global step of the last validation
 
@@ -195,7 +197,14 @@ class DetectorModule(TrainingModule):
             return
         if log_loss:
             self._log_val_loss(images, targets, batch_idx)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        start = time.perf_counter()
         self.update_metric(self._metric(), self.detector, images, targets)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self._infer_time[0] += time.perf_counter() - start
+        self._infer_time[1] += len(images)
 
     @staticmethod
     def update_metric(metric: CocoMeanAP, detector: nn.Module, images, targets) -> None:
@@ -240,6 +249,11 @@ class DetectorModule(TrainingModule):
             results = ema if self.selected_weights == "ema" else results
             self.log("val/ema_selected", float(self.selected_weights == "ema"))
         self.last_detections = results.pop("detections", None)
+        # inference time of this evaluation (this process's images; raw and EMA weights
+        # together when both are evaluated): an objective for speed/accuracy sweeps
+        seconds, n = self._infer_time
+        self._infer_time = [0.0, 0]
+        results["ms_per_image"] = 1000 * seconds / n if n else float("nan")
         self.last_results = results
         self._log_results(prefix, results)
 

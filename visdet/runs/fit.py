@@ -26,6 +26,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from visdet.callbacks import optuna_pruning
 from visdet.callbacks.interrupt import InterruptCheckpoint, Interrupts
 from visdet.config.launch import is_rank_zero, keep_file_logs_on_rank_zero
 from visdet.config.validate import TOP_LEVEL, TRAIN_GROUPS, validate_config
@@ -179,9 +180,11 @@ def _fit(cfg: DictConfig, task: FitTask, output_dir: Path, stop: Interrupts) -> 
         L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     module = task.build_module(cfg, datamodule)
+    callbacks = instantiate_dict(cfg.get("callbacks"))
+    pruning = optuna_pruning.from_environment(cfg, output_dir)  # a trial of an Optuna sweep
     trainer: L.Trainer = instantiate(
         cfg.trainer,
-        callbacks=instantiate_dict(cfg.get("callbacks")),
+        callbacks=callbacks + ([pruning] if pruning else []),
         logger=instantiate_dict(cfg.get("logger")) or False,
         plugins=trainer_plugins(cfg),
     )

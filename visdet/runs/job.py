@@ -34,10 +34,10 @@ from visdet.lightning import NonFiniteLossError
 from visdet.lightning.atomic_checkpoint import CheckpointWriteError
 from visdet.models.weights.checkpoint_state import WeightsFileError
 from visdet.runs.run_dir import RunDirError
+from visdet.sweep.job_files import ERROR_FILE
 
 log = logging.getLogger(__name__)
 
-ERROR_FILE = "job_error.json"
 CONFIG_ERRORS = (ConfigError, InstantiationException)
 # FloatingPointError: a non-finite encoder loss; ConnectionError: a weights URL not fetched;
 # WeightsFileError: a checkpoint that is corrupt or would need unsafe unpickling;
@@ -84,8 +84,11 @@ def error_message(error: BaseException, short: bool = False) -> str:
     return f"{kind}: {type(root).__name__}: {root}"
 
 
-def metric_value(metrics: dict, name: str) -> float:
-    """The value of ``optimized_metric`` (e.g. ``val/mAP``) for sweepers; nan if absent."""
+def metric_value(metrics: dict, name) -> float | list[float]:
+    """The value of ``optimized_metric`` (e.g. ``val/mAP``) for sweepers; nan if absent. A
+    list of names (several objectives) gives a list of values."""
+    if not isinstance(name, str):
+        return [metric_value(metrics, str(n)) for n in name]
     value = metrics.get(name)
     return float("nan") if value is None else float(value)
 
@@ -124,8 +127,9 @@ def run_job(
     train_fn: Callable[[DictConfig], dict],
     multirun: bool | None = None,
     job_dir: str | Path | None = None,
-) -> float | None:
-    """Run ``train_fn(cfg)`` and return the value of ``cfg.optimized_metric``.
+) -> float | list[float] | None:
+    """Run ``train_fn(cfg)`` and return the value of ``cfg.optimized_metric`` (a list of
+    values when it names several metrics).
 
     Single run (``multirun`` False): returns the value (nan if absent); a config or training
     error exits with its message (``SystemExit``, status 1); other exceptions propagate.
@@ -155,7 +159,7 @@ def run_job(
     except Exception as e:
         record_failure(job_dir, e)
         return None
-    if math.isnan(value):
+    if any(math.isnan(v) for v in (value if isinstance(value, list) else [value])):
         log.warning("%s is absent or nan: the sweep counts this job as failed", name)
         return None
     return value

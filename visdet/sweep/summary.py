@@ -26,7 +26,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from visdet.io.atomic_write import write_text_atomic
-from visdet.runs.job import ERROR_FILE
+from visdet.sweep.job_files import ENV_TRIAL, ERROR_FILE, PRUNED_FILE
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,8 @@ class SweepSummary(Callback):
     """Record every job of a multirun and write ``sweep_summary.{csv,md}`` in the sweep dir.
 
     Args:
-        fail_if_all_failed: at the end of a sweep in which no job completed, exit with
-            status 1 (after writing the summary). A sweep with at least one completed job
+        fail_if_all_failed: at the end of a sweep in which every job failed, exit with
+            status 1 (after writing the summary). A sweep with a completed or pruned job
             exits 0.
     """
 
@@ -49,7 +49,11 @@ class SweepSummary(Callback):
         self._swept: list[str] = []
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._swept = swept_keys(config)
+        self._swept = swept_keys(config) + [
+            str(k) for k in config.hydra.sweeper.get("search_space") or {}
+        ]
+        if keeps_study(config):
+            return  # a resumed or shared Optuna study: its earlier trials belong to the table
         # a reused sweep dir: records of an earlier sweep would join this one's table
         for old in Path(config.hydra.sweep.dir).rglob(RESULT_FILE):
             old.unlink()
@@ -68,9 +72,15 @@ class SweepSummary(Callback):
         records = write_summary(sweep_dir, direction(config))
         print(f"sweep summary ({sweep_dir / SUMMARY_NAME}.csv):", flush=True)
         print(markdown_table(records, direction(config)), flush=True)
-        completed = sum(r["status"] == "completed" for r in records)
+        completed = sum(r["status"] in ("completed", "pruned") for r in records)
         if self.fail_if_all_failed and records and not completed:
             raise SystemExit(f"sweep failed: all {len(records)} jobs failed (see {sweep_dir})")
+
+
+def keeps_study(config: DictConfig) -> bool:
+    """Whether the sweeper is visdet's Optuna sweeper, whose study (and so its trials' records
+    in the sweep dir) persists across runs of the same sweep."""
+    return "visdet_optuna" in str(config.hydra.sweeper.get("_target_", ""))
 
 
 def swept_keys(config: DictConfig) -> list[str]:
@@ -93,28 +103,38 @@ def split_override(override: str) -> tuple[str, str]:
 def job_record(
     config: DictConfig, job_return: JobReturn, job_dir: Path, swept: Sequence[str]
 ) -> dict:
-    """What the summary lists about one finished job."""
+    """What the summary lists about one finished job. In an Optuna sweep the job number is
+    the trial number (unique across processes sharing the study)."""
     hydra_cfg = job_return.hydra_cfg.hydra
     overrides = list(job_return.overrides or [])
     values = dict(split_override(o) for o in overrides)
     error = None
-    value: float | None = None
+    scores: list[float | None] = []
+    names = config.get("optimized_metric", "value")
+    names = [str(names)] if isinstance(names, str) else [str(n) for n in names]
     if job_return.status == JobStatus.COMPLETED:
-        value = _finite(job_return.return_value)
+        returned = job_return.return_value
+        returned = returned if isinstance(returned, list | tuple) else [returned]
+        scores = [_finite(v) for v in returned]
     else:  # an exception escaped the task function
         error = f"{type(job_return._return_value).__name__}: {job_return._return_value}"
-    metric = str(config.get("optimized_metric", "value"))
     if (job_dir / ERROR_FILE).is_file():
         error = json.loads((job_dir / ERROR_FILE).read_text())["short_message"]
-    elif value is None and error is None and "optimized_metric" in config:
-        error = f"{metric} absent or nan"  # a tool without optimized_metric returns nothing
+    elif (not scores or None in scores) and error is None and "optimized_metric" in config:
+        error = f"{', '.join(names)} absent or nan"  # a tool without optimized_metric: nothing
+    status = "failed" if error else "completed"
+    if (job_dir / PRUNED_FILE).is_file():
+        status = "pruned"
+    trial = hydra_cfg.job.get("env_set", {}).get(ENV_TRIAL)
     return {
-        "job": int(hydra_cfg.job.num),
-        "status": "failed" if error else "completed",
-        "metric": metric,
-        "value": value,
+        "job": int(hydra_cfg.job.num if trial is None else trial),
+        "status": status,
+        "metric": names[0],
+        "value": scores[0] if scores else None,
+        "metrics": names,
+        "values": scores if len(scores) == len(names) else [None] * len(names),
         "params": {k: values[k] for k in swept if k in values},
-        "overrides": overrides,
+        "overrides": [o for o in overrides if not o.startswith("hydra.")],
         "output_dir": str(job_dir),
         "error": error,
     }
@@ -159,16 +179,17 @@ def table_rows(
     params = list(dict.fromkeys(k for r in records for k in r["params"]))
     varying = _varying_keys(records)
     params += [k for k in varying if k not in params]
-    metric = records[0]["metric"] if records else "value"
+    metrics = (records[0].get("metrics") or [records[0]["metric"]]) if records else ["value"]
     best = best_job(records, direction)
-    rows = [["job", *params, metric, "status", "best", "error"]]
+    rows = [["job", *params, *metrics, "status", "best", "error"]]
     for r in records:
         values = dict(split_override(o) for o in r["overrides"])
+        scores = r.get("values") or [r["value"]]
         rows.append(
             [
                 str(r["job"]),
                 *[values.get(k, "") for k in params],
-                _format_value(r["value"], digits),
+                *[_format_value(v, digits) for v in scores],
                 r["status"],
                 "*" if r["job"] == best else "",
                 r["error"] or "",
@@ -196,7 +217,8 @@ def markdown_table(records: Sequence[dict], direction: str = "maximize") -> str:
     if not records:
         return "(no jobs recorded)"
     rows = table_rows(records, direction)
-    n_params = len(rows[0]) - 5  # job, params..., metric, status, best, error
+    n_metrics = len(records[0].get("metrics") or [records[0]["metric"]])
+    n_params = len(rows[0]) - 4 - n_metrics  # job, params..., metrics..., status, best, error
     for row in rows[1:]:
         row[1 : 1 + n_params] = [_short_number(v) for v in row[1 : 1 + n_params]]
         row[-1] = row[-1] if len(row[-1]) <= MAX_ERROR else row[-1][: MAX_ERROR - 3] + "..."
@@ -229,10 +251,11 @@ def write_summary(sweep_dir: Path, direction: str = "maximize") -> list[dict]:
     write_text_atomic(sweep_dir / f"{SUMMARY_NAME}.csv", buffer.getvalue())
     best = best_job(records, direction)
     failed = sum(r["status"] == "failed" for r in records)
+    pruned = sum(r["status"] == "pruned" for r in records)
     md = [
         f"# Sweep summary: {sweep_dir}",
         "",
-        f"{len(records)} jobs, {failed} failed; best ({direction}): "
+        f"{len(records)} jobs, {failed} failed, {pruned} pruned; best ({direction}): "
         + ("none" if best is None else f"job {best}"),
         "",
         markdown_table(records, direction),
