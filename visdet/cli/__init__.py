@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str | None, str]] = {
     "data": (None, "datasets: 'data check', 'data convert', 'data preview'"),
     "train-encoder": ("visdet.cli.train_encoder", "fine-tune an image encoder + linear head"),
     "features": (None, "encoder features: 'features extract' or 'features preview'"),
+    "convert-config": (None, "an MMDetection config -> a visdet experiment YAML"),
 }
 FEATURE_TOOLS = {
     "extract": "visdet.cli.extract_features",
@@ -34,6 +35,8 @@ DATA_TOOLS: dict[str, str | None] = {
 }
 # ``visdet bench compare|report ...``: plain argparse tools on benchmark result files
 BENCH_TOOLS = {"compare": "visdet.bench.compare", "report": "visdet.bench.report"}
+# plain argparse tools (not Hydra apps): name -> module whose main(argv) returns the status
+PLAIN_TOOLS = {"convert-config": "visdet.cli.convert_config"}
 # commands whose first argument names a tool of their own
 SUB_TOOLS: dict[str, dict[str, str | None]] = {"features": FEATURE_TOOLS, "data": DATA_TOOLS}
 NOT_BUILT = 2  # exit status of a subcommand whose tool does not exist yet, and of bad usage
@@ -43,7 +46,7 @@ def usage() -> str:
     width = max(len(name) for name in COMMANDS)
     lines = ["usage: visdet <command> [group=option ...] [key=value ...]", "", "commands:"]
     for name, (module, description) in COMMANDS.items():
-        note = "" if module or name in SUB_TOOLS else " (not built yet)"
+        note = "" if module or name in SUB_TOOLS or name in PLAIN_TOOLS else " (not built yet)"
         lines.append(f"  {name.ljust(width)}  {description}{note}")
     lines += ["", "'visdet <command> --help' shows that tool's config groups and options."]
     return "\n".join(lines)
@@ -74,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             sys.exit(NOT_BUILT)
         _run(tools[tool], f"visdet {name} {tool}", rest[1:])
         return
+    if name in PLAIN_TOOLS:
+        sys.exit(importlib.import_module(PLAIN_TOOLS[name]).main(rest))
     if name == "bench" and rest and rest[0] in BENCH_TOOLS:
         sys.exit(importlib.import_module(BENCH_TOOLS[rest[0]]).main(rest[1:]))
     module = COMMANDS[name][0]
