@@ -15,7 +15,17 @@ def visdet(*args, timeout=120):
     )
 
 
-NAMES = ("train", "eval", "predict", "export", "bench", "data", "train-encoder", "features")
+NAMES = (
+    "train",
+    "eval",
+    "predict",
+    "export",
+    "bench",
+    "data",
+    "train-encoder",
+    "features",
+    "convert-config",
+)
 
 
 def test_help_lists_every_subcommand_with_one_line(capsys):

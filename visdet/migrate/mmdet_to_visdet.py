@@ -228,7 +228,7 @@ def _backbone(r: _Reader) -> None:
     if checkpoint:
         r.drop(
             f"{b}.init_cfg.checkpoint",
-            f"{checkpoint!r}: visdet downloads nothing; set backbone.weights to a local file "
+            f"{checkpoint!r}: visdet downloads nothing; set model.backbone.weights to a local file "
             "of those ImageNet weights (torchvision ResNet weights load directly)",
         )
     for key in ("dcn", "stage_with_dcn", "plugins", "with_cp"):
