@@ -112,6 +112,7 @@ def test_faster_rcnn_3x_carries_model_data_and_schedule():
     why = dropped(c)
     assert "frozen_bn" in why["model.backbone.norm_cfg.requires_grad"]
     assert "torchvision://resnet50" in why["model.backbone.init_cfg.checkpoint"]
+    assert "set model.backbone.weights" in why["model.backbone.init_cfg.checkpoint"]
     assert "smooth L1" in why["model.rpn_head.loss_bbox.type"]
     assert "runtime setting" in why["default_hooks"] and "runtime setting" in why["visualizer"]
     # settings visdet does anyway are not listed: the RPN's 0.7 NMS, the box coder's stds
