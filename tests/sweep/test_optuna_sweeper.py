@@ -71,7 +71,9 @@ def test_two_sweep_processes_share_one_study(tmp_path):
     ]
     deadline = time.time() + 120
     while not all(list((tmp_path / f"p{i}").glob("*/started")) for i in range(2)):
-        assert all(p.poll() is None for p in procs) and time.time() < deadline
+        for p in procs:
+            assert p.poll() is None, p.communicate()[1][-2000:]
+        assert time.time() < deadline, "the two processes never both ran a trial"
         time.sleep(0.1)
     gate.touch()
     outs = [p.communicate(timeout=240) for p in procs]

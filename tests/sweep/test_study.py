@@ -1,6 +1,7 @@
 """Samplers, pruners and storages built from the sweeper's settings, and the counting of a
 study's trials toward n_trials (a killed process's trial, failed and retried, counts once)."""
 
+import multiprocessing
 import time
 
 import optuna
@@ -113,3 +114,30 @@ def test_a_stale_trial_is_failed_retried_once_and_counted_once(tmp_path):
     # the same storage and name load the study; other directions are refused
     with pytest.raises(ValueError, match="optimises \\['maximize'\\]"):
         studies.open_study(studies.open_storage(url), "s", ["minimize"])
+
+
+def _open_at_once(url, barrier, queue):
+    barrier.wait()
+    try:
+        studies.open_study(studies.open_storage(url), "shared", ["minimize"])
+        queue.put("ok")
+    except Exception as e:  # reported to the test, which shows it
+        queue.put(f"{type(e).__name__}: {e}")
+
+
+def test_processes_opening_a_new_database_at_once_all_get_the_study(tmp_path):
+    """Several sweep processes started together race to create the tables of a new SQLite
+    file; every one of them must end up with the study (once failed in CI: the loser got
+    "UNIQUE constraint failed: alembic_version")."""
+    ctx = multiprocessing.get_context("fork")
+    for round_ in range(3):
+        url = f"sqlite:///{tmp_path / f'new{round_}.db'}"
+        barrier, queue = ctx.Barrier(4), ctx.Queue()
+        procs = [ctx.Process(target=_open_at_once, args=(url, barrier, queue)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        results = [queue.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(timeout=60)
+        assert results == ["ok"] * 4, results
+        assert len(optuna.get_all_study_names(url)) == 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 log = logging.getLogger(__name__)
 
@@ -106,31 +108,46 @@ def storage_url(storage: str | None, sweep_dir: str | Path) -> str:
     return f"sqlite:///{path}"
 
 
-def open_storage(url: str, heartbeat_s: int | None = 60, max_retry: int = 1):
+def open_storage(url: str, heartbeat_s: int | None = 60, max_retry: int = 1, attempts: int = 5):
     """The Optuna storage behind ``url``. RDB URLs (sqlite, postgresql, mysql) get a
     heartbeat: a trial whose process died (no heartbeat for 2 intervals) is marked failed and
     run again once (``max_retry``) with the same parameters. Other URLs (``journal:`` files)
-    go to Optuna as they are. A URL that cannot be opened raises ValueError naming it."""
-    try:
-        if url.startswith("journal:"):
-            from optuna.storages.journal import JournalFileBackend, JournalStorage
+    go to Optuna as they are. Processes that start on a new database at the same moment race
+    to create its tables; the loser waits and opens it again (``attempts`` times). A URL that
+    cannot be opened raises ValueError naming it."""
+    for attempt in range(attempts):
+        try:
+            return _open_storage(url, heartbeat_s, max_retry)
+        except (IntegrityError, OperationalError) as e:
+            if attempt == attempts - 1:
+                error = e
+            else:
+                log.debug("storage %s busy (%s); opening it again", url, type(e).__name__)
+                time.sleep(0.2 * 2**attempt)
+        except Exception as e:  # SQLAlchemy's errors for bad URLs, drivers, paths
+            error = e
+            break
+    reason = str(error).splitlines()[0] if str(error) else ""
+    raise ValueError(
+        f"hydra.sweeper.storage: cannot open {url!r}: {type(error).__name__}: {reason}"
+    ) from None
 
-            return JournalStorage(JournalFileBackend(url[len("journal:") :]))
-        if not heartbeat_s:
-            return RDBStorage(url)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeats: since Optuna 2.8
-            return RDBStorage(
-                url,
-                heartbeat_interval=heartbeat_s,
-                grace_period=2 * heartbeat_s,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry),
-            )
-    except Exception as e:  # SQLAlchemy's errors for bad URLs, drivers, paths
-        reason = str(e).splitlines()[0] if str(e) else ""
-        raise ValueError(
-            f"hydra.sweeper.storage: cannot open {url!r}: {type(e).__name__}: {reason}"
-        ) from None
+
+def _open_storage(url: str, heartbeat_s: int | None, max_retry: int):
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        return JournalStorage(JournalFileBackend(url[len("journal:") :]))
+    if not heartbeat_s:
+        return RDBStorage(url)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeats: since Optuna 2.8
+        return RDBStorage(
+            url,
+            heartbeat_interval=heartbeat_s,
+            grace_period=2 * heartbeat_s,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry),
+        )
 
 
 def open_study(
