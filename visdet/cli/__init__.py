@@ -16,7 +16,7 @@ COMMANDS: dict[str, tuple[str | None, str]] = {
     "train": ("visdet.cli.train", "train a detector (conf/train.yaml)"),
     "eval": ("visdet.cli.eval", "evaluate a checkpoint or a COCO results file (plots, report)"),
     "predict": ("visdet.cli.predict", "run a trained detector on images"),
-    "export": ("visdet.cli.export", "export an encoder to TorchScript / AOTInductor with a spec"),
+    "export": ("visdet.cli.export", "export a detector (ckpt=) or an encoder, with parity checks"),
     "bench": ("visdet.cli.bench", "benchmark components ('bench compare', 'bench report')"),
     "data": (None, "datasets: 'data check', 'data convert', 'data preview'"),
     "train-encoder": ("visdet.cli.train_encoder", "fine-tune an image encoder + linear head"),

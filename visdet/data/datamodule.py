@@ -7,6 +7,7 @@ import random
 from collections.abc import Callable, Iterator
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from visdet.data.coco import CocoDetection, DatasetError, SkippedImage
@@ -225,7 +226,8 @@ class DetectionDataModule(L.LightningDataModule):
         """See visdet.data.distributed_sampling for how data is split across processes."""
         common = {
             "num_workers": self.num_workers,
-            "pin_memory": self.pin_memory,
+            # pinned pages only speed up copies to a GPU: on CPU they cost and warn
+            "pin_memory": self.pin_memory and torch.cuda.is_available(),
             "collate_fn": collate_detection,
             "persistent_workers": self.persistent_workers,
         }
