@@ -118,11 +118,9 @@ def open_storage(url: str, heartbeat_s: int | None = 60, max_retry: int = 1, att
     for attempt in range(attempts):
         try:
             return _open_storage(url, heartbeat_s, max_retry)
-        except (IntegrityError, OperationalError) as e:
-            if attempt == attempts - 1:
-                error = e
-            else:
-                log.debug("storage %s busy (%s); opening it again", url, type(e).__name__)
+        except (IntegrityError, OperationalError) as e:  # another process creates the tables
+            error = e
+            if attempt < attempts - 1:
                 time.sleep(0.2 * 2**attempt)
         except Exception as e:  # SQLAlchemy's errors for bad URLs, drivers, paths
             error = e
