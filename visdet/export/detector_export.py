@@ -437,7 +437,12 @@ def quantize_onnx(staging: Path, eager, dataset, settings: ExportSettings, eager
     level = root.level
     root.setLevel(logging.ERROR)  # the quantizer logs every tensor it skips on the root logger
     try:
-        quantize_dynamic(str(source), str(quantized), weight_type=QuantType.QInt8)
+        quantize_dynamic(
+            str(source),
+            str(quantized),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul", "Gemm"],
+        )
     finally:
         root.setLevel(level)
     _write_batched(quantized, target)
