@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from visdet.data.coco_checks import DatasetError, check_file_name
 from visdet.data.image_decode import UnreadableImage, default_max_pixels, read_header
+from visdet.data.remote import RemoteFolder
 
 ERROR, WARNING = "error", "warning"
 SEVERITY = {
@@ -89,8 +90,11 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _read_size(path: Path) -> tuple[str, tuple[int, int] | str]:
-    """("ok", oriented (w, h)) / ("missing_file" | "unreadable_image", why)."""
+def _read_size(path: Path | None) -> tuple[str, tuple[int, int] | str]:
+    """("ok", oriented (w, h)) / ("missing_file" | "unreadable_image", why); None: a remote
+    file that is not there."""
+    if path is None:
+        return "missing_file", "file not found"
     try:
         header = read_header(path, default_max_pixels())
     except FileNotFoundError:
@@ -103,7 +107,7 @@ def _read_size(path: Path) -> tuple[str, tuple[int, int] | str]:
 
 
 def read_image_sizes(
-    paths: list[Path], workers: int = 4, desc: str = "headers"
+    paths: list[Path | None], workers: int = 4, desc: str = "headers"
 ) -> list[tuple[str, tuple[int, int] | str]]:
     """``_read_size`` of every path, in order, read by ``workers`` threads with a progress bar."""
     if workers < 1:
@@ -123,7 +127,15 @@ def _iou_pairs(boxes: np.ndarray) -> int:
     return int(np.triu(iou > DUPLICATE_IOU, k=1).sum())
 
 
-def _check_images(coco: dict, image_dir: Path, split: str, workers: int, problems: Problems):
+def _image_paths(image_dir: Path | RemoteFolder, names: list[str]) -> list[Path | None]:
+    """The local file of each name; for a remote folder its fetched copy (None: not there)."""
+    if not isinstance(image_dir, RemoteFolder):
+        return [image_dir / n for n in names]
+    got = image_dir.fetch_many(names)
+    return [got.get(n) for n in names]
+
+
+def _check_images(coco: dict, image_dir, split: str, workers: int, problems: Problems):
     """Valid image entries by id ({id: entry}) and their oriented file sizes ({id: (w, h)})."""
     images: dict = {}
     for im in coco["images"]:
@@ -152,7 +164,8 @@ def _check_images(coco: dict, image_dir: Path, split: str, workers: int, problem
         if n > 1:
             problems.add("duplicate_file_name", f"{name}: listed {n} times")
     ids = list(images)
-    results = read_image_sizes([image_dir / images[i]["file_name"] for i in ids], workers, split)
+    paths = _image_paths(image_dir, [images[i]["file_name"] for i in ids])
+    results = read_image_sizes(paths, workers, split)
     sizes = {}
     for image_id, (status, value) in zip(ids, results):
         im = images[image_id]
@@ -186,9 +199,11 @@ def _check_box(ann: dict, im: dict, problems: Problems) -> bool:
     return True
 
 
-def check_dataset(coco: dict, image_dir: Path, split: str, workers: int = 4) -> dict:
+def check_dataset(coco: dict, image_dir, split: str, workers: int = 4) -> dict:
     """The report of one split: ``{"split", "image_dir", "counts", "problems", "distributions"}``.
 
+    ``image_dir``: a folder, or a ``RemoteFolder`` (visdet.data.remote) whose images are
+    fetched into its cache and checked there.
     ``counts``: images (valid entries), annotations (entries), boxes (usable ones, counted
     per class), images_without_labels, per_class ({name: boxes}, every
     category), box_sizes ({small, medium, large}: sqrt area < 32, < 96, else).
@@ -202,9 +217,10 @@ def check_dataset(coco: dict, image_dir: Path, split: str, workers: int = 4) -> 
             f"split {split}: not COCO JSON: needs top-level 'images', 'annotations' and "
             "'categories' lists"
         )
-    image_dir = Path(image_dir)
-    if not image_dir.is_dir():
-        raise FileNotFoundError(f"split {split}: image folder not found: {image_dir}")
+    if not isinstance(image_dir, RemoteFolder):  # a remote one: each image is fetched
+        image_dir = Path(image_dir)
+        if not image_dir.is_dir():
+            raise FileNotFoundError(f"split {split}: image folder not found: {image_dir}")
     problems = Problems()
     cat_names = {}
     for c in coco["categories"]:

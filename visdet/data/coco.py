@@ -53,6 +53,7 @@ from visdet.data.index_cache import (
     save_index,
 )
 from visdet.data.instance_masks import annotation_rle, degenerate_polygons, merge_rles
+from visdet.data.remote import FetchedFile, RemoteFolder
 from visdet.io.strict_json import read_json_file
 
 log = logging.getLogger(__name__)
@@ -60,14 +61,16 @@ log = logging.getLogger(__name__)
 __all__ = ["CocoDetection", "DatasetError", "SkippedImage", "load_coco"]
 
 
-def _load_annotation_file(ann_file: Path) -> dict:
-    return check_coco(read_json_file(ann_file, "annotation file", DatasetError), ann_file)
+def _load_annotation_file(ann_file: Path | FetchedFile) -> dict:
+    remote = isinstance(ann_file, FetchedFile)
+    what = f"annotation file {ann_file}, fetched as" if remote else "annotation file"
+    return check_coco(read_json_file(Path(ann_file), what, DatasetError), ann_file)
 
 
 def load_coco(ann_file: str | os.PathLike) -> COCO:
     """A pycocotools COCO object from a checked annotation file (pycocotools' prints
-    are silenced)."""
-    data = _load_annotation_file(Path(ann_file))
+    are silenced); a ``FetchedFile`` is read from its local copy and named by its URL."""
+    data = _load_annotation_file(ann_file if isinstance(ann_file, FetchedFile) else Path(ann_file))
     coco = COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
@@ -93,8 +96,11 @@ class CocoDetection(Dataset):
     """A COCO-format split.
 
     Args:
-        ann_file: the instances JSON.
-        image_dir: folder the ``file_name`` entries are relative to.
+        ann_file: the instances JSON (or a ``FetchedFile``: a remote one's local copy).
+        image_dir: folder the ``file_name`` entries are relative to, or a ``RemoteFolder``
+            (visdet.data.remote): each image is fetched into its cache on first read, which
+            is the start-up header scan (FETCH_THREADS at a time); training then reads the
+            cached copies. The start-up index cache is not used for remote folders.
         max_image_pixels: images with more pixels are skipped (decompression-bomb limit);
             None: Pillow's ``Image.MAX_IMAGE_PIXELS``.
         cache_dir: folder of the start-up index cache; "auto": ``$VISDET_CACHE`` or
@@ -113,9 +119,10 @@ class CocoDetection(Dataset):
         masks: bool = False,
     ) -> None:
         self.masks = masks
-        self.ann_file = Path(ann_file)
-        self.image_dir = Path(image_dir)
-        if not self.image_dir.is_dir():
+        self.ann_file = ann_file if isinstance(ann_file, FetchedFile) else Path(ann_file)
+        self.remote = isinstance(image_dir, RemoteFolder)
+        self.image_dir = image_dir if self.remote else Path(image_dir)
+        if not self.remote and not self.image_dir.is_dir():
             raise FileNotFoundError(f"image folder not found: {self.image_dir}")
         if max_image_pixels is not None and max_image_pixels < 1:
             raise ValueError(f"data.max_image_pixels must be >= 1, got {max_image_pixels}")
@@ -127,6 +134,9 @@ class CocoDetection(Dataset):
         self.cat_id_to_label = {c: i + 1 for i, c in enumerate(self.cat_ids)}
         self.class_names = [self.coco.cats[c].get("name", str(c)) for c in self.cat_ids]
         self.image_ids = sorted(self.coco.getImgIds())
+        if self.remote:  # the first read of every image, in threads; the scan names the missing
+            self.image_dir.fetch_many([self.coco.imgs[i]["file_name"] for i in self.image_ids])
+            cache_dir = None
         index = self._startup_index(resolve_cache_dir(cache_dir, len(self.image_ids)))
         self.apply_orientation = index.apply_orientation
         self.unreadable = index.unreadable  # index -> why its header cannot be read
@@ -140,10 +150,12 @@ class CocoDetection(Dataset):
         if cache_dir is None:
             return self._build_index()
         names = [self.coco.imgs[i]["file_name"] for i in self.image_ids]
-        key = cache_key(self.ann_file, self.image_dir, names, self.max_image_pixels, self.masks)
+        key = cache_key(
+            Path(self.ann_file), self.image_dir, names, self.max_image_pixels, self.masks
+        )
         if key is None:  # an image is missing: the scan names it
             return self._build_index()
-        path = entry_path(cache_dir, self.ann_file, self.image_dir, self.masks)
+        path = entry_path(cache_dir, Path(self.ann_file), self.image_dir, self.masks)
         infos = [self.coco.imgs[i] for i in self.image_ids]
         sizes = [(int(info["height"]), int(info["width"])) for info in infos]
         index = load_index(path, key, self.image_ids, sizes)
@@ -160,7 +172,14 @@ class CocoDetection(Dataset):
         return StartupIndex(apply_orientation, unreadable, raw, targets, dropped)
 
     def _path(self, image_id: int) -> Path:
-        return self.image_dir / self.coco.imgs[image_id]["file_name"]
+        """The image's file (for a remote folder its local copy, fetched if need be)."""
+        name = self.coco.imgs[image_id]["file_name"]
+        return self.image_dir.fetch(name) if self.remote else self.image_dir / name
+
+    def _name(self, image_id: int) -> str:
+        """The image as messages name it: its path or URL."""
+        name = self.coco.imgs[image_id]["file_name"]
+        return self.image_dir.url_of(name) if self.remote else str(self.image_dir / name)
 
     def _scan_images(self) -> tuple[list[bool], dict[int, str], list[str]]:
         """Headers of every image: (orientation to apply per image, unreadable index -> why,
@@ -169,10 +188,10 @@ class CocoDetection(Dataset):
         apply_orientation: list[bool] = []
         unreadable: dict[int, str] = {}
         for index, image_id in enumerate(self.image_ids):
-            info, path = self.coco.imgs[image_id], self._path(image_id)
+            info = self.coco.imgs[image_id]
             apply_orientation.append(True)
             try:
-                header = read_header(path, self.max_image_pixels)
+                header = read_header(self._path(image_id), self.max_image_pixels)
             except FileNotFoundError:
                 missing.append(info["file_name"])
                 continue
@@ -193,7 +212,7 @@ class CocoDetection(Dataset):
                 else ""
             )
             wrong.append(
-                f"{path} is {w}x{h}{turned} but the annotation says "
+                f"{self._name(image_id)} is {w}x{h}{turned} but the annotation says "
                 f"{want[0]:g}x{want[1]:g} (width x height)"
             )
         if missing:
@@ -219,7 +238,7 @@ class CocoDetection(Dataset):
             )
         if self.unreadable:
             shown = [
-                f"{self._path(self.image_ids[i])} ({why})" for i, why in self.unreadable.items()
+                f"{self._name(self.image_ids[i])} ({why})" for i, why in self.unreadable.items()
             ]
             log.warning(
                 "%s: %d images cannot be read and will be skipped: %s",
@@ -334,19 +353,22 @@ class CocoDetection(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict] | SkippedImage:
         image_id = self.image_ids[index]
-        path = self._path(image_id)
+        name = self._name(image_id)
         if index in self.unreadable:
-            return SkippedImage(str(path), self.unreadable[index])
+            return SkippedImage(name, self.unreadable[index])
         try:
+            path = self._path(image_id)
             image = decode_image(path, self.apply_orientation[index], self.max_image_pixels)
         except UnreadableImage as e:
-            return SkippedImage(str(path), str(e))
+            return SkippedImage(name, str(e))
+        except FileNotFoundError as e:  # a remote image gone since the start-up scan
+            return SkippedImage(name, str(e))
         target = dict(self.targets[index])
         if self.masks:
             target["masks_rle"], target["crowd_rle"] = self._mask_rles(image_id)
         if tuple(image.shape[1:]) != target["orig_size"]:  # the file changed since the scan
             raise DatasetError(
-                f"{path} decodes to {image.shape[2]}x{image.shape[1]} but {self.ann_file} says "
+                f"{name} decodes to {image.shape[2]}x{image.shape[1]} but {self.ann_file} says "
                 f"{target['orig_size'][1]}x{target['orig_size'][0]} (width x height)"
             )
         return image, target

@@ -15,6 +15,16 @@ from visdet.data.coco_checks import DatasetError
 from visdet.data.formats import FormatRead, read_voc, read_yolo
 from visdet.data.formats.format_read import relabel
 from visdet.data.formats.yolo import label_path, load_data_yaml, split_folder
+from visdet.data.remote import (
+    FetchedFile,
+    RemoteCache,
+    RemoteDataError,
+    RemoteFolder,
+    check_protocol,
+    is_url,
+    join_url,
+    local_or_url,
+)
 from visdet.data.shapes import CLASSES, ShapesSettings, ensure_shapes_dataset
 from visdet.io.atomic_write import write_text_atomic
 from visdet.io.strict_json import read_json_file
@@ -27,8 +37,12 @@ DEFAULT_CACHE_DIR = Path.home() / ".cache" / "visdet" / "converted"
 
 @dataclass(frozen=True)
 class Split:
-    ann_file: Path
-    image_dir: Path
+    """A split's annotation file and image folder: local ``Path``s, or for a dataset at a
+    URL the fetched annotation file (``FetchedFile``, opens as its local copy) and the
+    image folder (``RemoteFolder``, fetching each image on first read)."""
+
+    ann_file: Path | FetchedFile
+    image_dir: Path | RemoteFolder
 
 
 class ShapesSource:
@@ -77,7 +91,12 @@ class ShapesSource:
 
 
 class CocoSource:
-    """A COCO-format dataset on disk: ``root`` joined with each relative path."""
+    """A COCO-format dataset: ``root`` joined with each relative path. ``root`` and the
+    paths may be fsspec URLs (``s3://``, ``gs://``, ``https://``, ``memory://``, ...,
+    visdet.data.remote): annotation files are then fetched once into ``cache_dir`` and
+    images one by one on first read; plain paths and ``file://`` are read in place.
+    ``cache_dir``: None means ``$VISDET_REMOTE_CACHE`` or ``~/.cache/visdet/remote`` (the
+    configs set ``${paths.data_dir}/remote``)."""
 
     def __init__(
         self,
@@ -86,17 +105,55 @@ class CocoSource:
         train_images: str = "train2017",
         val_ann: str = "annotations/instances_val2017.json",
         val_images: str = "val2017",
+        cache_dir: str | None = None,
     ) -> None:
-        self.root = Path(root)
+        self.root = local_or_url(root)
         self.paths = {"train": (train_ann, train_images), "val": (val_ann, val_images)}
+        self.cache = RemoteCache(cache_dir)
+
+    def _location(self, relative: str) -> Path | str:
+        if is_url(relative):
+            return relative
+        if isinstance(self.root, str):
+            return join_url(self.root, relative)
+        return self.root / local_or_url(relative)
 
     def prepare(self) -> None:
-        if not self.root.is_dir():
+        """Checks the folder (local) or the URLs' protocols, and fetches remote annotation
+        files into the cache (once; later calls reuse them)."""
+        if isinstance(self.root, str):
+            check_protocol(self.root, "data.source.root")
+        elif not self.root.is_dir():
             raise FileNotFoundError(f"data.source.root: dataset folder not found: {self.root}")
+        for split, (ann, images) in self.paths.items():
+            for key, path in ((f"{split}_ann", ann), (f"{split}_images", images)):
+                if is_url(path):
+                    check_protocol(path, f"data.source.{key}")
+            if is_url(self._location(ann)):
+                self.cache.fetch(self._location(ann), f"annotation file of the {split} split")
 
     def splits(self) -> dict[str, Split]:
         self.prepare()
-        return {s: Split(self.root / a, self.root / i) for s, (a, i) in self.paths.items()}
+        return {s: self._split(s, a, i) for s, (a, i) in self.paths.items()}
+
+    def _split(self, split: str, ann: str, images: str) -> Split:
+        ann_at, images_at = self._location(ann), self._location(images)
+        if is_url(ann_at):
+            what = f"annotation file of the {split} split"
+            ann_at = FetchedFile(ann_at, self.cache.fetch(ann_at, what))
+        if is_url(images_at):
+            images_at = RemoteFolder(images_at, self.cache, f"image of the {split} split")
+        return Split(ann_at, images_at)
+
+
+def _local_root(root: str, key: str, group: str) -> Path:
+    """``root`` as a local folder; RemoteDataError for a URL (only data=coco reads URLs)."""
+    if is_url(root):
+        raise RemoteDataError(
+            f"{key} {root}: {group} datasets are read from a local folder; datasets at URLs "
+            "are read in COCO format (data=coco data.source.root=URL)"
+        )
+    return local_or_url(root)
 
 
 def inputs_key(kind: str, paths: list[Path]) -> str:
@@ -167,7 +224,7 @@ class YoloSource(ConvertedSource):
 
     def __init__(self, data_yaml: str, cache_dir: str | None = None) -> None:
         super().__init__(cache_dir)
-        self.data_yaml = Path(data_yaml)
+        self.data_yaml = _local_root(data_yaml, "data.source.data_yaml", "YOLO")
         self.what = f"YOLO dataset {self.data_yaml}"
 
     def _inputs(self) -> list[Path]:
@@ -200,7 +257,7 @@ class VocSource(ConvertedSource):
         image_sets: str = "Main",
     ) -> None:
         super().__init__(cache_dir)
-        self.root = Path(root)
+        self.root = _local_root(root, "data.source.root", "Pascal VOC")
         self.names = {"train": train_split, "val": val_split}
         self.classes = list(classes) if classes is not None else None
         self.image_sets = image_sets
@@ -284,7 +341,7 @@ class AutoSource:
     """Whichever of a COCO, YOLO or VOC dataset ``root`` holds (``detect_source``)."""
 
     def __init__(self, root: str, cache_dir: str | None = None) -> None:
-        self.root = Path(root)
+        self.root = _local_root(root, "data.root", "auto-detected")
         self.cache_dir = cache_dir
         self.source = None
 
