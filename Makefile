@@ -17,7 +17,7 @@ $(PY):
 
 $(STAMP): pyproject.toml | $(PY)
 	@$(PY) -c "import torch" 2>/dev/null || $(PIP) install "$(TORCH_SPEC)"
-	$(PIP) install -e ".[dev,export]"
+	$(PIP) install -e ".[dev,export,trackers]"
 	@# hydra-optuna-sweeper (older visdet; it pins optuna<3) must not shadow visdet's sweeper
 	@$(PIP) uninstall -y -q hydra-optuna-sweeper 2>/dev/null || true
 	@touch $(STAMP)

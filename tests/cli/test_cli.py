@@ -25,6 +25,7 @@ NAMES = (
     "train-encoder",
     "features",
     "convert-config",
+    "config",
 )
 
 

@@ -100,7 +100,8 @@ def test_help_lists_the_groups(capsys, monkeypatch):
         "vit_s14, vit_s16",
         "neck: fpn, fpn_bn, fpn_p6p7, pafpn, pafpn_p6p7, simple_fpn, simple_fpn_p6p7",
         "optim: adamw, sgd",
-        "trainer: cpu, ddp, ddp_cpu, default, gpu",
+        "trainer: cpu, ddp, ddp_cpu, deepspeed, default, fsdp, gpu",
+        "logger: csv, mlflow, tensorboard, wandb",
     ):
         assert group in out, out
 

@@ -116,32 +116,44 @@ class LRFinder(L.Callback):
         self._finish(trainer, base, lrs, losses)
 
     def _sweep(self, trainer, pl_module, optimizer, base) -> tuple[list[float], list[float]]:
+        """One optimizer step per sweep step, as in training: with
+        ``trainer.accumulate_grad_batches`` = k, each step averages the gradients of k
+        batches, so the LR is found for the batch the optimizer actually sees."""
         ratio = [b / max(base) for b in base]
         loader = trainer.datamodule.train_dataloader()
+        accumulate = max(1, int(trainer.accumulate_grad_batches))
         pl_module.train()
         lrs, losses, avg, best = [], [], 0.0, math.inf
         batches = iter(loader)
-        for step in range(self.num_steps):
+
+        def next_batch():
+            nonlocal batches
             try:
                 batch = next(batches)
             except StopIteration:
                 batches = iter(loader)
                 batch = next(batches)
+            batch = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
+            return pl_module.on_after_batch_transfer(batch, 0)
+
+        for step in range(self.num_steps):
             lr = self.min_lr * (self.max_lr / self.min_lr) ** (step / (self.num_steps - 1))
             for group, r in zip(optimizer.param_groups, ratio, strict=True):
                 group["lr"] = lr * r
-            batch = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
-            batch = pl_module.on_after_batch_transfer(batch, 0)
-            loss = pl_module.loss_for_batch(batch)
-            value = float(trainer.strategy.reduce(loss.detach(), reduce_op="mean"))
-            if not math.isfinite(value):
-                if step == 0:
-                    break
-                losses.append(value)
-                lrs.append(lr)
-                break
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            value = 0.0
+            for _ in range(accumulate):
+                loss = pl_module.loss_for_batch(next_batch())
+                part = float(trainer.strategy.reduce(loss.detach(), reduce_op="mean"))
+                value += part / accumulate
+                if not math.isfinite(part):
+                    break
+                (loss / accumulate).backward()
+            if not math.isfinite(value):
+                if step > 0:
+                    losses.append(value)
+                    lrs.append(lr)
+                break
             optimizer.step()
             avg = self.beta * avg + (1 - self.beta) * value
             smoothed = avg / (1 - self.beta ** (step + 1))

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str | None, str]] = {
     "train-encoder": ("visdet.cli.train_encoder", "fine-tune an image encoder + linear head"),
     "features": (None, "encoder features: 'features extract' or 'features preview'"),
     "convert-config": (None, "an MMDetection config -> a visdet experiment YAML"),
+    "config": (None, "configs: 'config schema' (JSON Schemas for editors), 'config show'"),
 }
 FEATURE_TOOLS = {
     "extract": "visdet.cli.extract_features",
@@ -35,10 +36,16 @@ DATA_TOOLS: dict[str, str | None] = {
 }
 # ``visdet bench compare|report ...``: plain argparse tools on benchmark result files
 BENCH_TOOLS = {"compare": "visdet.bench.compare", "report": "visdet.bench.report"}
+# ``visdet config schema|show ...``: plain argparse tools on the config groups
+CONFIG_TOOLS = {"schema": "visdet.cli.config_schema", "show": "visdet.cli.config_show"}
 # plain argparse tools (not Hydra apps): name -> module whose main(argv) returns the status
 PLAIN_TOOLS = {"convert-config": "visdet.cli.convert_config"}
 # commands whose first argument names a tool of their own
-SUB_TOOLS: dict[str, dict[str, str | None]] = {"features": FEATURE_TOOLS, "data": DATA_TOOLS}
+SUB_TOOLS: dict[str, dict[str, str | None]] = {
+    "features": FEATURE_TOOLS,
+    "data": DATA_TOOLS,
+    "config": CONFIG_TOOLS,
+}
 NOT_BUILT = 2  # exit status of a subcommand whose tool does not exist yet, and of bad usage
 
 
@@ -67,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if name not in COMMANDS:
         sys.stderr.write(f"visdet: unknown command {name!r}; valid: {', '.join(COMMANDS)}\n")
         sys.exit(NOT_BUILT)
+    if name == "config" and rest and rest[0] in CONFIG_TOOLS:  # argparse tools: their status
+        sys.exit(importlib.import_module(CONFIG_TOOLS[rest[0]]).main(rest[1:]))
     if name in SUB_TOOLS:  # visdet features extract, visdet data check, ...
         tools, tool = SUB_TOOLS[name], rest[0] if rest else ""
         if tool not in tools:

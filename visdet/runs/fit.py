@@ -33,6 +33,7 @@ from visdet.config.validate import TOP_LEVEL, TRAIN_GROUPS, validate_config
 from visdet.io.atomic_write import write_text_atomic
 from visdet.io.strict_json import dumps_strict
 from visdet.lightning.atomic_checkpoint import AtomicCheckpointIO
+from visdet.lightning.trackers import close_trackers, log_config, save_tracker_ids
 from visdet.models.weights.checkpoint_state import allowing_plain_data, check_weights_file
 from visdet.runs.resume import resolve_ckpt_path
 from visdet.runs.run_dir import (
@@ -190,6 +191,8 @@ def _fit(cfg: DictConfig, task: FitTask, output_dir: Path, stop: Interrupts) -> 
     )
     stop.trainer = trainer
     save_config(cfg, output_dir)
+    log_config(trainer.loggers, cfg)
+    save_tracker_ids(trainer.loggers, output_dir)
     finished = False
     try:
         # visdet's checkpoints hold tensors, numbers, strings and containers only: resuming
@@ -211,6 +214,7 @@ def _fit(cfg: DictConfig, task: FitTask, output_dir: Path, stop: Interrupts) -> 
         raise _interrupted(stop, output_dir, finished)
     metrics["time_s"] = round(time.perf_counter() - start, 1)
     _write_and_report(metrics, output_dir, task.report)
+    close_trackers(trainer.loggers, output_dir, metrics, best_checkpoint(trainer))
     return metrics
 
 

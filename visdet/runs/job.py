@@ -67,7 +67,7 @@ def error_message(error: BaseException, short: bool = False) -> str:
     object is built from config (e.g. an unreadable ``model.init_from``) is reported as
     itself, not as a config error."""
     cause = error.__cause__ if isinstance(error, InstantiationException) else None
-    if isinstance(cause, WeightsFileError | FileNotFoundError | ConnectionError):
+    if isinstance(cause, WeightsFileError | FileNotFoundError | ConnectionError | ConfigError):
         error = cause
     if isinstance(error, CONFIG_ERRORS):
         kind = "config error"
