@@ -110,6 +110,7 @@ def _finder_run(tmp_path, budget_mb, apply=True):
     return metrics, result
 
 
+@pytest.mark.slow  # about 40 s: a full probe and a training run
 def test_run_applies_the_found_size_to_loaders_and_schedule(tmp_path):
     _, probe = _finder_run(tmp_path / "probe", 1e6, apply=False)
     peaks = {t["batch_size"]: t["peak_mb"] for t in probe["trials"]}
