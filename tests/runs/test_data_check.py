@@ -76,3 +76,30 @@ def test_bad_usage_is_one_line(tmp_path, monkeypatch):
         check(monkeypatch, f"annotations={tmp_path / 'no.json'}", f"images={tmp_path}",
               f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
     assert "not found" in str(stopped.value.code) and "no.json" in str(stopped.value.code)
+
+
+def test_annotations_and_images_at_urls_are_fetched_and_checked(tmp_path, monkeypatch, capsys):
+    fsspec = pytest.importorskip("fsspec")
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    ann, images = write_set(tmp_path / "src", broken=True)
+    fs = fsspec.filesystem("memory")
+    fs.put(str(tmp_path / "src"), "/check_set", recursive=True)
+    monkeypatch.setenv("VISDET_REMOTE_CACHE", str(tmp_path / "cache"))
+    try:
+        run = tmp_path / "run"
+        with pytest.raises(SystemExit) as stopped:
+            check(monkeypatch, "annotations=memory://check_set/gt.json",
+                  "images=memory://check_set/images", f"hydra.run.dir={run}")  # fmt: skip
+        assert str(stopped.value.code).startswith(
+            "data check failed: gt: missing_file (1), e.g. gone.png"
+        )
+        assert (run / "data_report.md").is_file()
+        assert list((tmp_path / "cache").rglob("a.png"))  # the image went through the cache
+        with pytest.raises(SystemExit) as stopped:
+            check(monkeypatch, "annotations=nosuchfs://x/gt.json", "images=/tmp",
+                  f"hydra.run.dir={tmp_path / 'run2'}")  # fmt: skip
+        assert "nosuchfs" in str(stopped.value.code) and "\n" not in str(stopped.value.code)
+    finally:
+        MemoryFileSystem.store.clear()
+        MemoryFileSystem.pseudo_dirs[:] = [""]

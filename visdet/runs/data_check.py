@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import logging
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 from hydra.utils import instantiate
@@ -21,6 +22,7 @@ from omegaconf import DictConfig
 
 from visdet.config.validate import validate_config
 from visdet.data.check import ERROR, WARNING, check_dataset, severity_counts
+from visdet.data.remote import FetchedFile, RemoteCache, RemoteFolder, check_protocol, is_url
 from visdet.io.atomic_write import write_bytes_atomic, write_text_atomic
 from visdet.io.strict_json import dumps_strict, read_json_file
 from visdet.runs.job import exit_with
@@ -44,13 +46,31 @@ def dataset_splits(cfg: DictConfig) -> dict[str, tuple[Path, Path]]:
     if has_file:
         if cfg.get("images") is None:
             raise ValueError("annotations= needs images=DIR (the folder its file_names are in)")
-        ann = Path(cfg.annotations)
-        return {ann.stem: (ann, Path(cfg.images))}
+        return {_stem(str(cfg.annotations)): _file_split(str(cfg.annotations), str(cfg.images))}
     if "source" not in cfg.data:
         raise ValueError("data: expected a dataset config with a source (data=coco, ...)")
     source = instantiate(cfg.data.source)
     source.prepare()
     return {name: (s.ann_file, s.image_dir) for name, s in source.splits().items()}
+
+
+def _stem(location: str) -> str:
+    return Path(urlparse(location).path if is_url(location) else location).stem
+
+
+def _file_split(ann: str, images: str):
+    """``annotations=`` / ``images=`` as local paths, or fsspec URLs fetched through the
+    remote cache ($VISDET_REMOTE_CACHE or ~/.cache/visdet/remote; visdet.data.remote)."""
+    cache = RemoteCache(None) if is_url(ann) or is_url(images) else None
+    if is_url(ann):
+        check_protocol(ann, "annotations")
+        ann_at = FetchedFile(ann, cache.fetch(ann, "annotation file"))
+    else:
+        ann_at = Path(ann)
+    if is_url(images):
+        check_protocol(images, "images")
+        return ann_at, RemoteFolder(images, cache, "image")
+    return ann_at, Path(images)
 
 
 def run_data_check(cfg: DictConfig) -> dict:
