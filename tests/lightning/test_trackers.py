@@ -111,12 +111,24 @@ def test_a_run_logs_config_metrics_plots_and_checkpoints_to_mlflow_and_wandb(tmp
     assert "exit" in kinds  # the run was finished
 
 
-def test_a_resumed_run_continues_its_mlflow_run(tmp_path):
-    first = mlflow_logger(str(tmp_path))
-    first.log_metrics({"x": 1.0}, step=0)
-    (tmp_path / "trackers.json").write_text(json.dumps({"mlflow": first.run_id}))
-    again = mlflow_logger(str(tmp_path))
-    assert again.run_id == first.run_id
+def test_a_resumed_run_continues_its_tracker_runs_and_tags_what_changed(tmp_path):
+    train(tiny_cfg(tmp_path, "trainer.max_epochs=1", "test=false", "logger=[mlflow,wandb]"))
+    run = tmp_path / "run"
+    ids = json.loads((run / "trackers.json").read_text())
+    first = ids["mlflow"]
+    last = run / "checkpoints" / "last.ckpt"
+    train(tiny_cfg(tmp_path, "trainer.max_epochs=2", "test=false", "logger=[mlflow,wandb]",
+                   f"ckpt_path={last}"))  # fmt: skip
+    assert json.loads((run / "trackers.json").read_text()) == ids
+    folders = sorted((run / "wandb").glob("offline-run-*"))
+    assert len(folders) == 2 and all(f.name.endswith(ids["wandb"]) for f in folders)
+    client = MlflowClient(f"sqlite:///{run / 'mlflow.db'}")
+    [found] = client.search_runs([client.get_experiment_by_name("visdet-train").experiment_id])
+    assert found.info.run_id == first  # one run, continued
+    assert found.data.params["trainer.max_epochs"] == "1"  # MLflow keeps the first value
+    assert found.data.tags["resumed.trainer.max_epochs"] == "2"
+    assert found.data.tags["resumed.ckpt_path"] == str(last)
+    assert len(client.get_metric_history(first, "val/mAP")) == 2  # both epochs' validations
 
 
 def test_the_resolved_config_is_flat_and_keeps_lists_as_json(tmp_path):
@@ -196,3 +208,18 @@ def test_a_sweeps_trials_are_runs_of_one_mlflow_experiment(tmp_path):
     runs = [next(r.run for r in wandb_records(f) if r.HasField("run")) for f in folders]
     assert {r.run_group for r in runs} == {"sweep"}
     assert sorted(r.display_name for r in runs) == ["sweep/job0", "sweep/job1"]
+
+
+@pytest.mark.parametrize("factory, package", [(mlflow_logger, "mlflow"), (wandb_logger, "wandb")])
+def test_a_missing_tracker_package_names_the_extra(tmp_path, monkeypatch, factory, package):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == package else real(name, *a)
+    )
+    with pytest.raises(
+        ConfigError,
+        match=rf"logger={package} needs the {package} package: pip install 'visdet\[trackers\]'",
+    ):
+        factory(str(tmp_path))

@@ -23,13 +23,19 @@ directory.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
+import logging
 import netrc
 import os
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from lightning.pytorch.loggers import MLFlowLogger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from visdet.config.launch import is_rank_zero
@@ -44,28 +50,42 @@ ARTIFACT_SUFFIXES = (".png", ".html", ".csv", ".json", ".yaml", ".log")
 NOT_ARTIFACTS = {"mlflow.db", "mlartifacts", "wandb", "csv", "tensorboard", ".hydra", IDS_FILE}
 
 
-def _sweep() -> tuple[Path, str] | None:
-    """(sweep directory, job number) when this process runs a job of a Hydra multirun."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-    except ImportError:  # pragma: no cover - hydra is a dependency
-        return None
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return None
-    hc = HydraConfig.get()
-    return Path(hc.sweep.dir), str(hc.job.num)
+@dataclass(frozen=True)
+class RunPlace:
+    """Where a tracker run of this process goes: ``sweep`` is the sweep directory for a job
+    of a Hydra multirun (None otherwise); ``name`` the default run name (``<sweep>/job<N>``
+    or the run directory's name)."""
+
+    run_dir: Path
+    sweep: Path | None
+    name: str
+
+    @property
+    def store(self) -> Path:
+        """The local store's directory: the sweep's, so a sweep's trials share it, else the
+        run's."""
+        return self.sweep or self.run_dir
 
 
-def tracking_dir(run_dir: str | Path) -> Path:
-    """Where a tracker's local store goes: the sweep directory in a sweep, else the run's."""
-    sweep = _sweep()
-    return sweep[0] if sweep else Path(run_dir)
+def run_place(save_dir: str | Path) -> RunPlace:
+    """The ``RunPlace`` of ``save_dir`` (the run directory); rank zero creates the store."""
+    run_dir = Path(save_dir)
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        hc = HydraConfig.get()
+        sweep = Path(hc.sweep.dir)
+        place = RunPlace(run_dir, sweep, f"{sweep.name}/job{hc.job.num}")
+    else:
+        place = RunPlace(run_dir, None, run_dir.name)
+    if is_rank_zero():
+        place.store.mkdir(parents=True, exist_ok=True)
+    return place
 
 
-def default_run_name(run_dir: str | Path) -> str:
-    sweep = _sweep()
-    return f"{sweep[0].name}/job{sweep[1]}" if sweep else Path(run_dir).name
+def _require(package: str, logger: str) -> None:
+    if importlib.util.find_spec(package) is None:
+        raise ConfigError(
+            f"logger={logger} needs the {package} package: pip install 'visdet[trackers]'"
+        )
 
 
 def _saved_id(run_dir: Path, tracker: str) -> str | None:
@@ -85,9 +105,9 @@ def save_tracker_ids(loggers: Iterable, run_dir: str | Path) -> None:
         return
     ids = {}
     for lg in loggers:
-        if type(lg).__name__ == "MLFlowLogger":
+        if isinstance(lg, MLFlowLogger):
             ids["mlflow"] = lg.run_id
-        elif type(lg).__name__ == "WandbLogger":
+        elif isinstance(lg, WandbLogger):
             ids["wandb"] = lg.experiment.id
     if ids:
         write_text_atomic(Path(run_dir) / IDS_FILE, json.dumps(ids, indent=1) + "\n")
@@ -113,31 +133,22 @@ def mlflow_logger(
         tags: extra run tags.
         log_checkpoints: log the best checkpoint and ``model.safetensors`` at the end.
     """
-    try:
-        import mlflow  # noqa: F401
-        from lightning.pytorch.loggers import MLFlowLogger
-    except ImportError:
-        raise ConfigError(
-            "logger=mlflow needs MLflow: pip install 'visdet[trackers]' (or mlflow-skinny)"
-        ) from None
-    run_dir = Path(save_dir)
-    store = tracking_dir(run_dir)
-    uri = tracking_uri or f"sqlite:///{store.resolve() / 'mlflow.db'}"
-    artifact_location = None if tracking_uri else (store.resolve() / "mlartifacts").as_uri()
+    _require("mlflow", "mlflow")
+    place = run_place(save_dir)
+    uri = tracking_uri or f"sqlite:///{place.store.resolve() / 'mlflow.db'}"
+    artifact_location = None if tracking_uri else (place.store.resolve() / "mlartifacts").as_uri()
     if is_rank_zero():
-        store.mkdir(parents=True, exist_ok=True)
         _check_tracking_uri(uri, experiment_name)
-    sweep = _sweep()
-    all_tags = {"visdet.run_dir": str(run_dir.resolve()), **(tags or {})}
-    if sweep:
-        all_tags["visdet.sweep"] = str(sweep[0].resolve())
+    all_tags = {"visdet.run_dir": str(place.run_dir.resolve()), **(tags or {})}
+    if place.sweep:
+        all_tags["visdet.sweep"] = str(place.sweep.resolve())
     logger = MLFlowLogger(
         experiment_name=experiment_name,
-        run_name=run_name or default_run_name(run_dir),
+        run_name=run_name or place.name,
         tracking_uri=uri,
         tags=all_tags,
         artifact_location=artifact_location,
-        run_id=_saved_id(run_dir, "mlflow"),
+        run_id=_saved_id(place.run_dir, "mlflow"),
     )
     logger.visdet_log_checkpoints = bool(log_checkpoints)
     return logger
@@ -159,8 +170,6 @@ def _quick_http() -> Iterator[None]:
 
 def _check_tracking_uri(uri: str, experiment_name: str) -> None:
     """Open the store before training starts; one line naming the URI when it cannot be."""
-    import logging
-
     from mlflow.tracking import MlflowClient
 
     quiet = logging.getLogger("alembic")  # MLflow creating a new SQLite store logs each step
@@ -207,38 +216,30 @@ def wandb_logger(
         raise ConfigError(
             f"logger.wandb.mode must be one of {', '.join(WANDB_MODES)}, got {mode!r}"
         )
-    try:
-        import wandb
-        from lightning.pytorch.loggers import WandbLogger
-    except ImportError:
-        raise ConfigError(
-            "logger=wandb needs Weights & Biases: pip install 'visdet[trackers]' (or wandb)"
-        ) from None
+    _require("wandb", "wandb")
+    import wandb
+
     if mode == "online" and not _wandb_credentials():
         raise ConfigError(
             "logger.wandb.mode=online: no W&B credentials (set WANDB_API_KEY or run "
             "`wandb login`), or use logger.wandb.mode=offline"
         )
-    run_dir = Path(save_dir)
-    store = tracking_dir(run_dir)
-    if is_rank_zero():
-        store.mkdir(parents=True, exist_ok=True)
-    sweep = _sweep()
+    place = run_place(save_dir)
     os.environ.setdefault("WANDB_SILENT", "true")
     if wandb.run is not None:  # an earlier job of this process (a sweep) left its run open
         wandb.finish()
-    run_id = _saved_id(run_dir, "wandb")
+    run_id = _saved_id(place.run_dir, "wandb")
     logger = WandbLogger(
-        name=name or default_run_name(run_dir),
-        save_dir=str(store),
+        name=name or place.name,
+        save_dir=str(place.store),
         project=project,
         entity=entity,
-        group=group or (sweep[0].name if sweep else None),
+        group=group or (place.sweep.name if place.sweep else None),
         tags=list(tags) if tags else None,
         mode=mode,
         id=run_id,
         resume="allow" if run_id else None,
-        config={"visdet_run_dir": str(run_dir.resolve())},
+        config={"visdet_run_dir": str(place.run_dir.resolve())},
     )
     logger.visdet_log_checkpoints = bool(log_checkpoints)
     return logger
@@ -278,7 +279,24 @@ def log_config(loggers: Iterable, cfg: DictConfig) -> None:
     the run config; CSV: hparams.yaml; TensorBoard: hparams)."""
     flat = flat_config(cfg)
     for lg in loggers:
-        lg.log_hyperparams(flat)
+        if isinstance(lg, MLFlowLogger):
+            _log_mlflow_params(lg, flat)
+        else:
+            lg.log_hyperparams(flat)
+
+
+def _log_mlflow_params(lg: MLFlowLogger, flat: dict[str, object]) -> None:
+    """MLflow parameters cannot change once logged: a resumed run logs the keys its run
+    does not have yet, and each value that changed (``ckpt_path``, ``trainer.max_epochs``,
+    ...) as the tag ``resumed.<key>``."""
+    if not is_rank_zero():
+        return
+    logged = lg.experiment.get_run(lg.run_id).data.params
+    shown = {k: str(v)[:250] for k, v in flat.items()}  # how MLFlowLogger writes them
+    lg.log_hyperparams({k: v for k, v in flat.items() if k not in logged})
+    for key, value in shown.items():
+        if key in logged and logged[key] != value:
+            lg.experiment.set_tag(lg.run_id, f"resumed.{key}", value)
 
 
 def run_files(run_dir: Path) -> list[Path]:
@@ -313,13 +331,12 @@ def close_trackers(
         if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
     }
     for lg in loggers:
-        kind = type(lg).__name__
-        if kind not in ("MLFlowLogger", "WandbLogger"):
+        if not isinstance(lg, MLFlowLogger | WandbLogger):
             continue
         ckpts = checkpoints if getattr(lg, "visdet_log_checkpoints", True) else []
         if numbers:
             lg.log_metrics(numbers)
-        if kind == "MLFlowLogger":
+        if isinstance(lg, MLFlowLogger):
             _mlflow_files(lg, run_dir, files, ckpts)
             lg.experiment.set_terminated(lg.run_id, "FINISHED")
         else:
