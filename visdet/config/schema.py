@@ -89,11 +89,11 @@ def observe(conf: Path) -> Observed:
         if group.split("/")[0] == "experiment":
             continue
         package = package_of(path, group)
-        content = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
+        text = path.read_text()
+        content = OmegaConf.to_container(OmegaConf.create(text), resolve=False) or {}
         seen.add(package, content)
-        description, comments = yaml_comments(path.read_text())
-        for key, text in comments.items():
-            seen.comments.setdefault((*package, *key.split(".")), text)
+        for key, comment in yaml_comments(text).items():
+            seen.comments.setdefault((*package, *key.split(".")), comment)
     return seen
 
 
@@ -116,14 +116,14 @@ class SchemaBuilder:
         self.warnings: list[str] = []
         self.cache: dict[tuple, dict] = {}
 
-    def node(self, path: tuple, strict: bool = True) -> dict:
+    def node(self, path: tuple) -> dict:
         """The schema of the mapping at ``path`` (over every group file's value there)."""
-        strict = strict and path[:1] != ("hydra",)
-        if (path, strict) not in self.cache:
-            self.cache[path, strict] = self._node(path, strict)
-        return self.cache[path, strict]
+        if path not in self.cache:
+            self.cache[path] = self._node(path)
+        return self.cache[path]
 
-    def _node(self, path: tuple, strict: bool) -> dict:
+    def _node(self, path: tuple) -> dict:
+        strict = path[:1] != ("hydra",)  # Hydra's own node is only loosely checked
         dicts = [v for v in self.seen.values.get(path, []) if isinstance(v, dict)]
         dotted = ".".join(path)
         targets = sorted({d["_target_"] for d in dicts if isinstance(d.get("_target_"), str)})
@@ -144,9 +144,9 @@ class SchemaBuilder:
         props: dict[str, dict] = {"defaults": {"$ref": "#/definitions/defaults"}}
         for key in dict.fromkeys(keys):
             sig_props = [s.properties[key] for s in sigs if key in s.properties]
-            props[key] = self.prop((*path, key), sig_props, strict)
+            props[key] = self.prop((*path, key), sig_props)
         out: dict = {"type": "object"}
-        if sigs or any("_target_" in d for d in dicts):
+        if any("_target_" in d for d in dicts):
             props = {**HYDRA_KEYS, **props}
             lines = [f"{s.target}: {s.description}" if s.description else s.target for s in sigs]
             props["_target_"] = {**props["_target_"], "examples": targets}
@@ -160,7 +160,7 @@ class SchemaBuilder:
         )
         if collection:  # named _target_ nodes (callbacks, loggers): more may be added
             out["additionalProperties"] = {"type": ["object", "null"]}
-        elif closed and not (sigs and not targets):
+        elif closed:
             out["additionalProperties"] = False
             for sig in sigs if len(sigs) > 1 else []:  # each target's own keys
                 allowed = sorted({*HYDRA_KEYS, "defaults", *sig.properties, *extra})
@@ -169,7 +169,7 @@ class SchemaBuilder:
                 out.setdefault("allOf", []).append({"if": when, "then": then})
         return out
 
-    def prop(self, path: tuple, sig_props: list[dict], strict: bool) -> dict:
+    def prop(self, path: tuple, sig_props: list[dict]) -> dict:
         values = self.seen.values.get(path, [])
         strip = ("description", "default")
         base = _union([{k: v for k, v in p.items() if k not in strip} for p in sig_props])
@@ -180,7 +180,7 @@ class SchemaBuilder:
             others = [o for o in others if o not in ({"type": "object"}, INTERPOLATION_REF)]
             if None in values and {"type": "null"} not in others:
                 others.append({"type": "null"})
-            base = {"anyOf": [self.node(path, strict), *others, INTERPOLATION_REF]}
+            base = {"anyOf": [self.node(path), *others, INTERPOLATION_REF]}
         first = sig_props[0] if sig_props else {}
         texts = [first.get("description"), self.seen.comments.get(path)]
         text = " ".join(t for t in texts if t)

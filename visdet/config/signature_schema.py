@@ -36,7 +36,6 @@ class TargetSchema:
 
     target: str
     properties: dict[str, dict]
-    required: list[str]
     open: bool  # the signature takes **kwargs: any key is accepted
     description: str
 
@@ -200,10 +199,10 @@ def _callable_schema(fn: Any, target: str, skip: set[str], depth: int) -> Target
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):  # a builtin without a signature: any key
-        return TargetSchema(target, {}, [], True, _summary(fn.__doc__))
+        return TargetSchema(target, {}, True, _summary(fn.__doc__))
     hints = _type_hints(init)
     docs = {**docstring_args(fn.__doc__), **docstring_args(getattr(init, "__doc__", None))}
-    properties, required, is_open = {}, [], False
+    properties, is_open = {}, False
     for name, p in sig.parameters.items():
         callee = _forwarded_to(fn, name) if p.kind is p.VAR_KEYWORD and depth < 3 else None
         if callee is not None:  # **settings handed on: the callee's keys
@@ -216,13 +215,11 @@ def _callable_schema(fn: Any, target: str, skip: set[str], depth: int) -> Target
             continue
         prop = dict(with_interpolation(annotation_schema(hints.get(name, p.annotation))))
         text = docs.get(name, "")
-        if p.default is p.empty:
-            required.append(name)
-        elif _is_json(p.default):
+        if p.default is not p.empty and _is_json(p.default):
             prop["default"] = list(p.default) if isinstance(p.default, tuple) else p.default
             if "default" not in text.lower():
                 text = f"{text} (default: {json.dumps(prop['default'])})".strip()
         if text:
             prop["description"] = text
         properties[name] = prop
-    return TargetSchema(target, properties, required, is_open, _summary(fn.__doc__))
+    return TargetSchema(target, properties, is_open, _summary(fn.__doc__))

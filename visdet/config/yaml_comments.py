@@ -21,17 +21,13 @@ def _inline_comment(rest: str) -> str:
     return ""
 
 
-def yaml_comments(text: str) -> tuple[str, dict[str, str]]:
-    """``(file comment, {dotted.key: comment})``. The file comment is the leading comment
-    block without Hydra's ``# @package`` and ``# yaml-language-server`` lines. Keys inside
-    list items (a defaults list) are not tracked."""
+def yaml_comments(text: str) -> dict[str, str]:
+    """``{dotted.key: comment}``. The leading comment block (Hydra's ``# @package``, the
+    file's own description) belongs to no key. Keys inside list items (a defaults list) are
+    not tracked."""
     lines = text.splitlines()
-    header: list[str] = []
     i = 0
     while i < len(lines) and lines[i].lstrip().startswith("#"):
-        line = lines[i].lstrip()[1:].strip()
-        if not line.startswith("@") and not line.startswith("yaml-language-server"):
-            header.append(line)
         i += 1
     out: dict[str, str] = {}
     stack: list[tuple[int, str]] = []  # (indent, key) of the open mappings
@@ -54,4 +50,4 @@ def yaml_comments(text: str) -> tuple[str, dict[str, str]]:
             out[key] = text_
         pending = []
         stack.append((indent, match.group(2)))
-    return " ".join(header).strip(), out
+    return out

@@ -134,8 +134,12 @@ class CocoDetection(Dataset):
         self.cat_id_to_label = {c: i + 1 for i, c in enumerate(self.cat_ids)}
         self.class_names = [self.coco.cats[c].get("name", str(c)) for c in self.cat_ids]
         self.image_ids = sorted(self.coco.getImgIds())
-        if self.remote:  # the first read of every image, in threads; the scan names the missing
-            self.image_dir.fetch_many([self.coco.imgs[i]["file_name"] for i in self.image_ids])
+        # a remote folder: the first read of every image, in threads ({name: local copy} of
+        # those found; the scan names the missing)
+        self._local: dict[str, Path] = {}
+        if self.remote:
+            names = [self.coco.imgs[i]["file_name"] for i in self.image_ids]
+            self._local = self.image_dir.fetch_many(names)
             cache_dir = None
         index = self._startup_index(resolve_cache_dir(cache_dir, len(self.image_ids)))
         self.apply_orientation = index.apply_orientation
@@ -172,9 +176,14 @@ class CocoDetection(Dataset):
         return StartupIndex(apply_orientation, unreadable, raw, targets, dropped)
 
     def _path(self, image_id: int) -> Path:
-        """The image's file (for a remote folder its local copy, fetched if need be)."""
+        """The image's file (for a remote folder its local copy, fetched at start-up)."""
         name = self.coco.imgs[image_id]["file_name"]
-        return self.image_dir.fetch(name) if self.remote else self.image_dir / name
+        if not self.remote:
+            return self.image_dir / name
+        if name not in self._local:
+            url = self.image_dir.url_of(name)
+            raise FileNotFoundError(f"{self.image_dir.what} not found: {url}")
+        return self._local[name]
 
     def _name(self, image_id: int) -> str:
         """The image as messages name it: its path or URL."""

@@ -32,13 +32,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import fsspec
 from fsspec.registry import known_implementations, registry
+
+from visdet.io.atomic_write import atomic_path
 
 ENV_VAR = "VISDET_REMOTE_CACHE"
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "visdet" / "remote"
@@ -217,23 +218,15 @@ class RemoteCache:
 
 
 def _download(fs, path: str, local: Path, size: int | None, url: str, what: str) -> None:
-    """``path`` of ``fs`` into ``local`` through a temporary file and ``os.replace``."""
-    local.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{local.name}.", suffix=".tmp", dir=local.parent)
-    os.close(fd)
-    try:
+    """``path`` of ``fs`` into ``local``, atomically (visdet.io.atomic_write.atomic_path)."""
+    with atomic_path(local) as tmp:
         try:
-            fs.get_file(path, tmp)
+            fs.get_file(path, str(tmp))
         except Exception as e:
             raise remote_error(e, url, what) from None
-        got = os.path.getsize(tmp)
+        got = tmp.stat().st_size
         if size is not None and got != int(size):
             raise RemoteDataError(f"{what} {url}: download incomplete ({got} of {size} bytes)")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, local)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True)
@@ -280,3 +273,15 @@ class RemoteFolder:
 
     def __repr__(self) -> str:
         return f"RemoteFolder({self.url!r})"
+
+
+def open_file(location: str | os.PathLike, cache: RemoteCache, what: str) -> Path | FetchedFile:
+    """A local path as a ``Path``; a URL fetched into ``cache`` as a ``FetchedFile``."""
+    if is_url(str(location)):
+        return FetchedFile(str(location), cache.fetch(str(location), what))
+    return Path(location)
+
+
+def open_folder(location: str | os.PathLike, cache: RemoteCache, what: str) -> Path | RemoteFolder:
+    """A local folder as a ``Path``; a URL as a ``RemoteFolder`` fetching ``what`` files."""
+    return RemoteFolder(str(location), cache, what) if is_url(str(location)) else Path(location)

@@ -24,6 +24,8 @@ from visdet.data.remote import (
     is_url,
     join_url,
     local_or_url,
+    open_file,
+    open_folder,
 )
 from visdet.data.shapes import CLASSES, ShapesSettings, ensure_shapes_dataset
 from visdet.io.atomic_write import write_text_atomic
@@ -137,13 +139,10 @@ class CocoSource:
         return {s: self._split(s, a, i) for s, (a, i) in self.paths.items()}
 
     def _split(self, split: str, ann: str, images: str) -> Split:
-        ann_at, images_at = self._location(ann), self._location(images)
-        if is_url(ann_at):
-            what = f"annotation file of the {split} split"
-            ann_at = FetchedFile(ann_at, self.cache.fetch(ann_at, what))
-        if is_url(images_at):
-            images_at = RemoteFolder(images_at, self.cache, f"image of the {split} split")
-        return Split(ann_at, images_at)
+        return Split(
+            open_file(self._location(ann), self.cache, f"annotation file of the {split} split"),
+            open_folder(self._location(images), self.cache, f"image of the {split} split"),
+        )
 
 
 def _local_root(root: str, key: str, group: str) -> Path:

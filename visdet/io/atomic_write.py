@@ -21,23 +21,35 @@ TMP_SUFFIX = ".tmp"
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
-    """``with atomic_open(path) as f: f.write(...)``: ``path`` is replaced by what was
-    written only when the block ends without an error."""
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """``with atomic_path(path) as tmp: <write the file tmp>`` (e.g. a download into it):
+    ``tmp`` is fsynced and renamed over ``path`` only when the block ends without an error,
+    and removed otherwise."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
+        yield Path(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """``with atomic_open(path) as f: f.write(...)``: ``path`` is replaced by what was
+    written only when the block ends without an error."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        yield f
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:

@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 
 from visdet.config.validate import validate_config
 from visdet.data.check import ERROR, WARNING, check_dataset, severity_counts
-from visdet.data.remote import FetchedFile, RemoteCache, RemoteFolder, check_protocol, is_url
+from visdet.data.remote import RemoteCache, check_protocol, is_url, open_file, open_folder
 from visdet.io.atomic_write import write_bytes_atomic, write_text_atomic
 from visdet.io.strict_json import dumps_strict, read_json_file
 from visdet.runs.job import exit_with
@@ -61,16 +61,12 @@ def _stem(location: str) -> str:
 def _file_split(ann: str, images: str):
     """``annotations=`` / ``images=`` as local paths, or fsspec URLs fetched through the
     remote cache ($VISDET_REMOTE_CACHE or ~/.cache/visdet/remote; visdet.data.remote)."""
-    cache = RemoteCache(None) if is_url(ann) or is_url(images) else None
     if is_url(ann):
         check_protocol(ann, "annotations")
-        ann_at = FetchedFile(ann, cache.fetch(ann, "annotation file"))
-    else:
-        ann_at = Path(ann)
     if is_url(images):
         check_protocol(images, "images")
-        return ann_at, RemoteFolder(images, cache, "image")
-    return ann_at, Path(images)
+    cache = RemoteCache(None)
+    return open_file(ann, cache, "annotation file"), open_folder(images, cache, "image")
 
 
 def run_data_check(cfg: DictConfig) -> dict:
